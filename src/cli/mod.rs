@@ -1,0 +1,3 @@
+//! One module per subcommand: its arguments (clap derive) and its `run`.
+
+pub mod corpus;
