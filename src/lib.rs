@@ -7,5 +7,6 @@
 pub mod corpus;
 pub mod duration;
 pub mod fsutil;
+pub mod nn;
 pub mod rng;
 pub mod tokenizer;

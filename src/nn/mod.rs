@@ -1,0 +1,3 @@
+//! Neural-network building blocks shared by the recipe and tau models.
+
+pub mod recurrent;
