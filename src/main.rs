@@ -16,16 +16,21 @@ struct Cli {
 enum Command {
     /// Read a recipe corpus and report what training would see (recipes, drops, vocabulary, split).
     Corpus(cli::corpus::CorpusArgs),
+    /// Train a character-level LSTM/GRU/RNN on a recipe corpus (resumable checkpoints, validation bpc).
+    TrainRecipes(cli::train::TrainArgs),
 }
 
 fn main() {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Corpus(a) => cli::corpus::run(a),
+        Command::TrainRecipes(a) => cli::train::run(a),
     };
     if let Err(e) = result {
-        // One line: the chain of contexts joined by ": ".
-        eprintln!("error: {e:#}");
+        // One line: the chain of contexts joined by ": ". candle appends a backtrace to its
+        // messages when RUST_BACKTRACE is set; users get the message, not the trace.
+        let msg = format!("{e:#}");
+        eprintln!("error: {}", msg.lines().next().unwrap_or_default());
         std::process::exit(1);
     }
 }

@@ -1,3 +1,6 @@
 //! Neural-network building blocks shared by the recipe and tau models.
 
+pub mod adamw;
+pub mod init;
 pub mod recurrent;
+pub mod schedule;

@@ -1,0 +1,77 @@
+//! Bits per character, the one definition every figure in gen uses:
+//! each recipe is scored from the zero state with `<eor>` as the first input; the predicted tokens are
+//! the recipe's characters and its closing `<eor>`; bpc = Σ −log2 p / number of predicted tokens.
+
+use crate::model::CharModel;
+use crate::tokenizer::EOR_ID;
+use candle_core::{Device, Result, Tensor, D};
+use serde::Serialize;
+
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Score {
+    /// Σ −ln p over predicted tokens.
+    pub nll_nats: f64,
+    pub tokens: u64,
+    pub recipes: usize,
+}
+
+impl Score {
+    pub fn bpc(&self) -> f64 {
+        self.nll_nats / self.tokens.max(1) as f64 / std::f64::consts::LN_2
+    }
+}
+
+/// Recipes per forward batch and the window the state is carried across (bounded memory for long recipes).
+const EVAL_BATCH: usize = 32;
+const EVAL_WINDOW: usize = 256;
+
+/// Scores `docs` (token ids without `<eor>`).
+pub fn score(model: &CharModel, docs: &[Vec<u32>], device: &Device) -> Result<Score> {
+    // Similar lengths together, so little is spent on padding.
+    let mut order: Vec<usize> = (0..docs.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(docs[i].len()));
+    let mut total = Score { recipes: docs.len(), ..Default::default() };
+    for chunk in order.chunks(EVAL_BATCH) {
+        let seqs: Vec<&Vec<u32>> = chunk.iter().map(|&i| &docs[i]).collect();
+        let s = score_batch(model, &seqs, device)?;
+        total.nll_nats += s.nll_nats;
+        total.tokens += s.tokens;
+    }
+    Ok(total)
+}
+
+fn score_batch(model: &CharModel, docs: &[&Vec<u32>], device: &Device) -> Result<Score> {
+    let b = docs.len();
+    let max_len = docs.iter().map(|d| d.len() + 1).max().unwrap_or(0);
+    // input_b = <eor> doc, target_b = doc <eor>
+    let input = |d: &Vec<u32>, t: usize| if t == 0 { EOR_ID } else { d[t - 1] };
+    let target = |d: &Vec<u32>, t: usize| if t < d.len() { d[t] } else { EOR_ID };
+    let mut carry = model.initial_carry(b, device)?;
+    let mut score = Score::default();
+    let mut start = 0;
+    while start < max_len {
+        let w = EVAL_WINDOW.min(max_len - start);
+        let mut inputs = Vec::with_capacity(b * w);
+        let mut targets = Vec::with_capacity(b * w);
+        let mut mask = Vec::with_capacity(b * w);
+        for d in docs {
+            for t in start..start + w {
+                let live = t < d.len() + 1;
+                inputs.push(if live { input(d, t) } else { EOR_ID });
+                targets.push(if live { target(d, t) } else { EOR_ID });
+                mask.push(if live { 1f32 } else { 0.0 });
+            }
+        }
+        let x = Tensor::from_vec(inputs, (b, w), device)?;
+        let (logits, next) = model.forward_window(&x, &carry, None)?;
+        carry = next.detach();
+        let logp = candle_nn::ops::log_softmax(&logits.reshape((b * w, ()))?, D::Minus1)?;
+        let picked = logp.gather(&Tensor::from_vec(targets, (b * w, 1), device)?, 1)?.squeeze(1)?;
+        let n: f32 = mask.iter().sum();
+        let m = Tensor::from_vec(mask, b * w, device)?;
+        score.nll_nats -= (picked * m)?.sum_all()?.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+        score.tokens += n as u64;
+        start += w;
+    }
+    Ok(score)
+}
