@@ -18,6 +18,8 @@ enum Command {
     Corpus(cli::corpus::CorpusArgs),
     /// Train a character-level LSTM/GRU/RNN on a recipe corpus (resumable checkpoints, validation bpc).
     TrainRecipes(cli::train::TrainArgs),
+    /// Bits per character of a checkpoint on a recipe corpus.
+    Eval(cli::eval::EvalArgs),
 }
 
 fn main() {
@@ -25,6 +27,7 @@ fn main() {
     let result = match &cli.command {
         Command::Corpus(a) => cli::corpus::run(a),
         Command::TrainRecipes(a) => cli::train::run(a),
+        Command::Eval(a) => cli::eval::run(a),
     };
     if let Err(e) = result {
         // One line: the chain of contexts joined by ": ". candle appends a backtrace to its

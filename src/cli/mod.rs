@@ -1,4 +1,5 @@
 //! One module per subcommand: its arguments (clap derive) and its `run`.
 
 pub mod corpus;
+pub mod eval;
 pub mod train;

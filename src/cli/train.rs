@@ -122,6 +122,10 @@ pub struct TrainArgs {
     /// Stop after this many optimizer steps (total, counting resumed ones).
     #[arg(long)]
     pub steps: Option<u64>,
+    /// Steps over which the cosine decays [default: --steps, or the --epochs budget; a --time
+    /// budget decays over the time]. Set it to stop early inside a longer plan.
+    #[arg(long)]
+    pub decay_steps: Option<u64>,
     /// Stop after this many passes over the training text.
     #[arg(long)]
     pub epochs: Option<u64>,
@@ -229,6 +233,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         weight_decay: keep("--weight-decay", args.weight_decay, s("weight_decay"), 0.01)?,
         clip: keep("--clip", args.clip, s("clip"), 5.0)?,
         steps: args.steps,
+        decay_steps: args.decay_steps,
         epochs: args.epochs,
         time: args.time,
         patience: args.patience,

@@ -29,6 +29,7 @@ pub struct TrainOptions {
     pub weight_decay: f64,
     pub clip: f64,
     pub steps: Option<u64>,
+    pub decay_steps: Option<u64>,
     pub epochs: Option<u64>,
     #[serde(skip)]
     pub time: Option<Duration>,
@@ -101,7 +102,7 @@ impl Trainer<'_> {
             (None, Some(e)) => Some(e * wpe),
             (None, None) => None,
         };
-        let schedule = Schedule { lr: o.lr, warmup: o.warmup, total: total_steps, min_ratio: o.min_lr_ratio };
+        let schedule = Schedule { lr: o.lr, warmup: o.warmup, total: o.decay_steps.or(total_steps), min_ratio: o.min_lr_ratio };
         let settings = serde_json::to_value(o)?;
         let mut state = TrainState {
             step: 0,
@@ -154,7 +155,7 @@ impl Trainer<'_> {
             if o.time.is_some_and(|t| elapsed(&started) >= t.as_secs_f64()) {
                 break "time";
             }
-            let lr = match (total_steps, o.time) {
+            let lr = match (schedule.total, o.time) {
                 (None, Some(t)) => schedule.at_progress(state.step, elapsed(&started) / t.as_secs_f64()),
                 _ => schedule.at(state.step),
             };
