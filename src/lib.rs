@@ -14,5 +14,6 @@ pub mod model;
 pub mod plot;
 pub mod nn;
 pub mod rng;
+pub mod sample;
 pub mod tokenizer;
 pub mod train;

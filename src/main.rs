@@ -20,6 +20,8 @@ enum Command {
     TrainRecipes(cli::train::TrainArgs),
     /// Bits per character of a checkpoint on a recipe corpus.
     Eval(cli::eval::EvalArgs),
+    /// Write new recipes with a trained model (temperature, top-k/top-p, seed, prime).
+    Sample(cli::sample::SampleArgs),
 }
 
 fn main() {
@@ -28,6 +30,7 @@ fn main() {
         Command::Corpus(a) => cli::corpus::run(a),
         Command::TrainRecipes(a) => cli::train::run(a),
         Command::Eval(a) => cli::eval::run(a),
+        Command::Sample(a) => cli::sample::run(a),
     };
     if let Err(e) = result {
         // One line: the chain of contexts joined by ": ". candle appends a backtrace to its
