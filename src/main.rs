@@ -22,6 +22,8 @@ enum Command {
     Eval(cli::eval::EvalArgs),
     /// Write new recipes with a trained model (temperature, top-k/top-p, seed, prime).
     Sample(cli::sample::SampleArgs),
+    /// Measure training or sampling throughput; prints one JSON line.
+    Bench(cli::bench::BenchArgs),
 }
 
 fn main() {
@@ -31,6 +33,7 @@ fn main() {
         Command::TrainRecipes(a) => cli::train::run(a),
         Command::Eval(a) => cli::eval::run(a),
         Command::Sample(a) => cli::sample::run(a),
+        Command::Bench(a) => cli::bench::run(a),
     };
     if let Err(e) = result {
         // One line: the chain of contexts joined by ": ". candle appends a backtrace to its

@@ -39,7 +39,7 @@ fn fast_stepper_matches_candle_ops() {
 #[test]
 fn seeds_fix_the_output_and_streams_are_independent() {
     let ck = model(ModelConfig::Lstm);
-    let s = SampleSettings { temperature: 1.0, top_k: Some(20), top_p: Some(0.95), seed: 11, max_chars: 60 };
+    let s = SampleSettings { temperature: 1.0, top_k: Some(20), top_p: Some(0.95), seed: 11, max_chars: 60, stop_at_eor: true };
     let run = |n: usize, seed: u64| {
         let s = SampleSettings { seed, ..s.clone() };
         generate(&ck.model, &ck.tokenizer, &[], n, &s, &Device::Cpu, &mut |_, _| {}).unwrap()

@@ -1,5 +1,6 @@
 //! One module per subcommand: its arguments (clap derive) and its `run`.
 
+pub mod bench;
 pub mod corpus;
 pub mod eval;
 pub mod sample;

@@ -54,7 +54,7 @@ impl SamplingArgs {
             eprintln!("seed {s}");
             s
         });
-        SampleSettings { temperature: self.temperature, top_k: self.top_k, top_p: self.top_p, seed, max_chars: self.max_chars }
+        SampleSettings { temperature: self.temperature, top_k: self.top_k, top_p: self.top_p, seed, max_chars: self.max_chars, stop_at_eor: true }
     }
 
     pub fn prime_text(&self) -> Option<String> {

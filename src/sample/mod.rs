@@ -22,6 +22,8 @@ pub struct SampleSettings {
     pub seed: u64,
     /// Characters generated per stream, prime not included.
     pub max_chars: usize,
+    /// End a stream at `<eor>` (benchmarks of random models keep going).
+    pub stop_at_eor: bool,
 }
 
 impl SampleSettings {
@@ -59,6 +61,8 @@ impl SampleSettings {
 pub struct Generated {
     pub text: String,
     pub finished: bool,
+    /// Tokens sampled for this stream (the prime not included).
+    pub tokens: usize,
 }
 
 /// Runs a model one token per stream per call, returning logits `[B·V]`.
@@ -131,7 +135,7 @@ pub fn generate(
         (0..count).map(|i| LogitsProcessor::from_sampling(settings.seed.wrapping_add(i as u64), settings.sampling())).collect();
     let vocab = tok.vocab_size();
     let mut logits = Vec::new();
-    let mut out: Vec<Generated> = (0..count).map(|_| Generated { text: tok.decode(prime), finished: false }).collect();
+    let mut out: Vec<Generated> = (0..count).map(|_| Generated { text: tok.decode(prime), finished: false, tokens: 0 }).collect();
     for (i, g) in out.iter().enumerate() {
         on_token(i, &g.text);
     }
@@ -148,7 +152,8 @@ pub fn generate(
             let row = Tensor::from_slice(&logits[i * vocab..(i + 1) * vocab], vocab, &Device::Cpu)?;
             let t = procs[i].sample(&row)?;
             next[i] = t;
-            if t == EOR_ID {
+            g.tokens += 1;
+            if t == EOR_ID && settings.stop_at_eor {
                 g.finished = true;
             } else {
                 let piece = tok.decode(&[t]);
