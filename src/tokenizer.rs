@@ -183,7 +183,7 @@ mod tests {
 
     #[test]
     fn round_trip_and_unknowns() {
-        let tok = CharTokenizer::build(["aab\nb c\tcé🙂🙂", "aabbcc  éé🙂"], 2).unwrap();
+        let tok = CharTokenizer::build(["aab\nb c\tcé🙂🙂", "aabbcc\n  éé🙂"], 2).unwrap();
         let text = "a b\ncé🙂";
         assert_eq!(tok.decode(&tok.encode(text)), text);
         assert_eq!(tok.encode("z")[0], UNK_ID);
