@@ -8,4 +8,5 @@ pub mod corpus;
 pub mod duration;
 pub mod fsutil;
 pub mod rng;
+pub mod tau;
 pub mod tokenizer;

@@ -16,12 +16,15 @@ struct Cli {
 enum Command {
     /// Read a recipe corpus and report what training would see (recipes, drops, vocabulary, split).
     Corpus(cli::corpus::CorpusArgs),
+    /// Generate hadronic tau decays (seeded Monte Carlo with a CMS-like detector) as JSON Lines.
+    TauGen(cli::tau_gen::TauGenArgs),
 }
 
 fn main() {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Corpus(a) => cli::corpus::run(a),
+        Command::TauGen(a) => cli::tau_gen::run(a),
     };
     if let Err(e) = result {
         // One line: the chain of contexts joined by ": ".
