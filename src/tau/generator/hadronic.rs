@@ -23,7 +23,7 @@
 
 use super::decays::{Product, Species};
 use super::fourvec::{random_direction, two_body_p, Rot, P4};
-use super::resonance::{bw_a1, bw_rho, Envelope, M_PI, M_PI0, M_TAU};
+use super::resonance::{bw_a1, bw_rho, Envelope, G_RHO, M_PI, M_PI0, M_RHO, M_TAU};
 use super::spin::{self, polarimeter, Current, Polarimeter, C};
 use crate::rng::Rng;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,14 +41,18 @@ pub enum CurrentModel {
 /// One hadronic channel: its hadrons (τ⁻ charges) and current, with its envelope in s.
 pub struct Channel {
     hadrons: Vec<(Species, i8, f64)>,
+    masses: [f64; MAX_HADRONS],
     model: CurrentModel,
     envelope: Envelope,
 }
 
-/// One unpolarized final state in the tau rest frame.
+/// The most hadrons of any channel (fixed-size arrays keep the sampling loop allocation-free).
+pub const MAX_HADRONS: usize = 4;
+
+/// One unpolarized final state in the tau rest frame (the first `n` hadrons are used).
 struct FinalState {
     nu: P4,
-    hadrons: Vec<P4>,
+    hadrons: [P4; MAX_HADRONS],
     pol: Polarimeter,
 }
 
@@ -56,7 +60,12 @@ impl Channel {
     pub fn new(hadrons: Vec<(Species, i8, f64)>, model: CurrentModel) -> Self {
         let sum: f64 = hadrons.iter().map(|h| h.2).sum();
         let (lo, hi) = (sum * sum, M_TAU * M_TAU);
-        let mut ch = Channel { hadrons, model, envelope: Envelope::scan(lo, hi, 1, 1, 1.0, |_, _| 1.0) };
+        assert!((2..=MAX_HADRONS).contains(&hadrons.len()));
+        let mut masses = [0.0; MAX_HADRONS];
+        for (m, h) in masses.iter_mut().zip(&hadrons) {
+            *m = h.2;
+        }
+        let mut ch = Channel { hadrons, masses, model, envelope: Envelope::scan(lo, hi, 1, 1, 1.0, |_, _| 1.0) };
         // More scan points for more phase-space dimensions: the ρ bands of the a1 Dalitz plot are
         // the narrowest structures the envelope has to cover.
         let (bins, samples, safety) = match ch.hadrons.len() {
@@ -102,14 +111,20 @@ impl Channel {
     /// (constants dropped): ν along −z, the hadrons isotropic about their own rest frame.
     fn final_state(&self, s: f64, rng: &mut Rng) -> (f64, FinalState) {
         let rs = s.sqrt();
-        let masses: Vec<f64> = self.hadrons.iter().map(|h| h.2).collect();
-        let (ps_weight, in_q) = n_body(rs, &masses, rng);
+        let n = self.hadrons.len();
+        let mut hadrons = [P4::default(); MAX_HADRONS];
+        let ps_weight = match self.model {
+            CurrentModel::A1 => rho_pi_phase_space(rs, &self.masses[..3], rng, &mut hadrons),
+            _ => n_body(rs, &self.masses[..n], rng, &mut hadrons),
+        };
         // τ → ν Q: p_ν = (m² − s)/2m; dΦ₂ ∝ p_ν / m.
         let p_nu = (M_TAU * M_TAU - s) / (2.0 * M_TAU);
         let q = P4::new((p_nu * p_nu + s).sqrt(), 0.0, 0.0, p_nu);
         let nu = P4::new(p_nu, 0.0, 0.0, -p_nu);
-        let hadrons: Vec<P4> = in_q.iter().map(|h| h.boost_from_rest_of(&q, rs)).collect();
-        let j = self.current(&hadrons, &q, s);
+        for h in hadrons[..n].iter_mut() {
+            *h = h.boost_from_rest_of(&q, rs);
+        }
+        let j = self.current(&hadrons[..n], &q, s);
         let pol = polarimeter(&nu, &j);
         (pol.weight * p_nu * ps_weight, FinalState { nu, hadrons, pol })
     }
@@ -137,39 +152,85 @@ impl Channel {
 /// Flat n-body phase space of `masses` at total mass `m` in its rest frame, by sequential isotropic
 /// two-body decays with the intermediate masses uniform and ordered (James, CERN 68-15). Returns the
 /// weight dΦₙ ∝ (1/m) ∏ p*ₖ × (m − Σmᵢ)^(n−2) (the last factor is the volume of the intermediate-mass
-/// simplex, needed because s varies from event to event) and the momenta.
-pub fn n_body(m: f64, masses: &[f64], rng: &mut Rng) -> (f64, Vec<P4>) {
+/// simplex, needed because s varies from event to event); the momenta go to `out[..n]`.
+pub fn n_body(m: f64, masses: &[f64], rng: &mut Rng, out: &mut [P4]) -> f64 {
     let n = masses.len();
     let sum: f64 = masses.iter().sum();
     let free = m - sum;
-    let mut r: Vec<f64> = (0..n.saturating_sub(2)).map(|_| rng.uniform()).collect();
-    r.sort_by(f64::total_cmp);
+    let mut r = [0.0; MAX_HADRONS];
+    for x in r[..n - 2].iter_mut() {
+        *x = rng.uniform();
+    }
+    r[..n - 2].sort_by(f64::total_cmp);
     // mu[k] = mass of the subsystem of the first k + 1 particles.
-    let mut mu = Vec::with_capacity(n);
+    let mut mu = [0.0; MAX_HADRONS];
     let mut acc = 0.0;
     for (k, &mk) in masses.iter().enumerate() {
         acc += mk;
-        mu.push(if k == 0 {
+        mu[k] = if k == 0 {
             mk
         } else if k == n - 1 {
             m
         } else {
             acc + r[k - 1] * free
-        });
+        };
     }
     let mut weight = free.powi(n as i32 - 2) / m;
-    let mut group = vec![P4::at_rest(masses[0])];
+    out[0] = P4::at_rest(masses[0]);
     for k in 1..n {
         let p = two_body_p(mu[k], mu[k - 1], masses[k]);
         weight *= p;
         let d = random_direction(rng);
         let sub = P4::from_p3_m([p * d[0], p * d[1], p * d[2]], mu[k - 1]);
-        for g in group.iter_mut() {
+        for g in out[..k].iter_mut() {
             *g = g.boost_from_rest_of(&sub, mu[k - 1]);
         }
-        group.push(P4::from_p3_m([-p * d[0], -p * d[1], -p * d[2]], masses[k]));
+        out[k] = P4::from_p3_m([-p * d[0], -p * d[1], -p * d[2]], masses[k]);
     }
-    (weight, group)
+    weight
+}
+
+/// Three-body phase space sampled where the a1 current lives: one of the two (qᵢ, q₃) pairs (the odd
+/// pion last) gets its mass² from a Cauchy (fixed-width ρ Breit–Wigner) on its kinematic range, the
+/// rest by isotropic two-body decays. Returns the flat-phase-space density over the proposal
+/// density of the two-pairing mixture, in the normalisation of `n_body`, so that the weight and
+/// the distribution are exactly those of flat phase space, only sampled ~5× more efficiently than
+/// uniformly (the ρ bands of the Dalitz plot hold most of the rate).
+pub fn rho_pi_phase_space(m: f64, masses: &[f64], rng: &mut Rng, out: &mut [P4]) -> f64 {
+    let (m3, g) = (masses[2], M_RHO * G_RHO);
+    // Cauchy on [lo, hi] in s: density c(s) and the sampler.
+    let range = |i: usize| {
+        let (lo, hi) = ((masses[i] + m3).powi(2), (m - masses[1 - i]).powi(2));
+        let t = |x: f64| ((x - M_RHO * M_RHO) / g).atan();
+        (t(lo), t(hi))
+    };
+    let i = (rng.uniform() < 0.5) as usize;
+    let (tlo, thi) = range(i);
+    let sp = M_RHO * M_RHO + g * rng.range(tlo, thi).tan();
+    let mp = sp.sqrt();
+    let pa = two_body_p(m, mp, masses[1 - i]);
+    let pb = two_body_p(mp, masses[i], m3);
+    let (d1, d2) = (random_direction(rng), random_direction(rng));
+    let pair = P4::from_p3_m([pa * d1[0], pa * d1[1], pa * d1[2]], mp);
+    out[1 - i] = P4::from_p3_m([-pa * d1[0], -pa * d1[1], -pa * d1[2]], masses[1 - i]);
+    out[i] = P4::from_p3_m([pb * d2[0], pb * d2[1], pb * d2[2]], masses[i]).boost_from_rest_of(&pair, mp);
+    out[2] = P4::from_p3_m([-pb * d2[0], -pb * d2[1], -pb * d2[2]], m3).boost_from_rest_of(&pair, mp);
+    // Proposal density per unit flat phase space (dΦ₃ ∝ (1/m) p*_a p*_b dm_pair dΩ dΩ, dm = ds/2m).
+    let q: f64 = (0..2)
+        .map(|k| {
+            let s_k = (out[k] + out[2]).mass2();
+            let m_k = s_k.max(0.0).sqrt();
+            let (a, b) = (two_body_p(m, m_k, masses[1 - k]), two_body_p(m_k, masses[k], m3));
+            let (tlo, thi) = range(k);
+            let c = 1.0 / (g * (1.0 + ((s_k - M_RHO * M_RHO) / g).powi(2)) * (thi - tlo));
+            0.5 * c * 2.0 * m_k * m / (a * b)
+        })
+        .sum();
+    if q.is_finite() && q > 0.0 {
+        1.0 / q
+    } else {
+        0.0
+    }
 }
 
 /// cos θ drawn from (1 + a cos θ)/2 on [−1, 1], |a| ≤ 1, by inverting the CDF (the root written in
@@ -193,13 +254,35 @@ mod tests {
     fn n_body_conserves_momentum_and_masses() {
         let mut rng = Rng::new(5);
         let masses = [M_PI, M_PI, M_PI, M_PI0];
-        let (w, ps) = n_body(1.5, &masses, &mut rng);
+        let mut ps = [P4::default(); MAX_HADRONS];
+        let w = n_body(1.5, &masses, &mut rng, &mut ps);
         assert!(w > 0.0);
         let tot = ps.iter().fold(P4::default(), |a, &b| a + b);
         assert!((tot.e - 1.5).abs() < 1e-12 && tot.p() < 1e-12);
         for (p, m) in ps.iter().zip(masses) {
             assert!((p.mass() - m).abs() < 1e-9);
         }
+    }
+
+    #[test]
+    fn rho_pi_phase_space_is_flat_phase_space_reweighted() {
+        // Weighted means of a Dalitz variable and the total volume agree with plain n_body.
+        let masses = [M_PI, M_PI, M_PI];
+        let (mut rng, n) = (Rng::new(3), 400_000);
+        let mut ps = [P4::default(); MAX_HADRONS];
+        let mut stats = |f: &mut dyn FnMut(&mut Rng, &mut [P4]) -> f64| {
+            let (mut w, mut ws) = (0.0, 0.0);
+            for _ in 0..n {
+                let x = f(&mut rng, &mut ps);
+                w += x;
+                ws += x * (ps[0] + ps[2]).mass2();
+            }
+            (w / n as f64, ws / w)
+        };
+        let (v1, s1) = stats(&mut |r, o| n_body(1.4, &masses, r, o));
+        let (v2, s2) = stats(&mut |r, o| rho_pi_phase_space(1.4, &masses, r, o));
+        assert!((v1 / v2 - 1.0).abs() < 0.02, "volume {v1} vs {v2}");
+        assert!((s1 / s2 - 1.0).abs() < 0.01, "<s13> {s1} vs {s2}");
     }
 
     #[test]
