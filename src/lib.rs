@@ -15,5 +15,6 @@ pub mod plot;
 pub mod nn;
 pub mod rng;
 pub mod sample;
+pub mod tau;
 pub mod tokenizer;
 pub mod train;

@@ -5,3 +5,4 @@ pub mod corpus;
 pub mod eval;
 pub mod sample;
 pub mod train;
+pub mod tau_gen;
