@@ -10,6 +10,7 @@ pub mod device;
 pub mod duration;
 pub mod eval;
 pub mod fsutil;
+pub mod judge;
 pub mod model;
 pub mod plot;
 pub mod nn;

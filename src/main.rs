@@ -24,6 +24,8 @@ enum Command {
     Sample(cli::sample::SampleArgs),
     /// Measure training or sampling throughput; prints one JSON line.
     Bench(cli::bench::BenchArgs),
+    /// Sample recipes and measure valid structure, title novelty, repeated ingredients, coherence.
+    Judge(cli::judge::JudgeArgs),
     /// Generate hadronic tau decays (seeded Monte Carlo with a CMS-like detector) as JSON Lines.
     TauGen(cli::tau_gen::TauGenArgs),
 }
@@ -36,6 +38,7 @@ fn main() {
         Command::Eval(a) => cli::eval::run(a),
         Command::Sample(a) => cli::sample::run(a),
         Command::Bench(a) => cli::bench::run(a),
+        Command::Judge(a) => cli::judge::run(a),
         Command::TauGen(a) => cli::tau_gen::run(a),
     };
     if let Err(e) = result {

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod corpus;
 pub mod eval;
+pub mod judge;
 pub mod sample;
 pub mod train;
 pub mod tau_gen;
