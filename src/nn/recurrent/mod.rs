@@ -9,6 +9,8 @@
 //!   the ground truth the fused path is tested against.
 //! - `fused`: a CPU `CustomOp` that runs the whole sequence with hand-written backward through time.
 
+pub mod fused;
+mod kernels;
 pub mod reference;
 
 use candle_core::{DType, Device, Result, Tensor};
@@ -140,7 +142,9 @@ impl Recurrent {
         };
         match backend {
             Backend::Reference => reference::forward(self, x, state, lengths),
-            Backend::Auto | Backend::Fused => reference::forward(self, x, state, lengths),
+            Backend::Fused => fused::forward(self, x, state, lengths),
+            Backend::Auto if fused::supported(self, x, state) => fused::forward(self, x, state, lengths),
+            Backend::Auto => reference::forward(self, x, state, lengths),
         }
     }
 
