@@ -74,3 +74,33 @@ fn bad_training_input_is_refused() {
     fails(&["eval", "--checkpoint", out_s, "--data", &data], &["model.safetensors", "corrupt"]);
     assert_eq!(std::fs::read(out.join("model.safetensors")).unwrap(), b"not a tensor file");
 }
+
+#[test]
+fn ctrl_c_saves_a_resumable_checkpoint() {
+    use std::io::{BufRead, BufReader};
+    let data = fixture("recipes_small.json");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gen"))
+        .args(train_args(&data, out.to_str().unwrap(), &["--steps", "1000000"]))
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    // Wait until training is under way, then interrupt it like a user would.
+    for line in lines.by_ref() {
+        if line.unwrap().starts_with("step 3") {
+            break;
+        }
+    }
+    let status = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    let code = child.wait().unwrap().code();
+    assert_eq!(code, Some(130), "{rest:?}");
+    assert!(rest.iter().any(|l| l.contains("interrupted at step") && l.contains("--resume")), "{rest:?}");
+    let state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("train_state.json")).unwrap()).unwrap();
+    assert!(state["step"].as_u64().unwrap() >= 3);
+    ok(&["train-recipes", "--data", &data, "--resume", out.to_str().unwrap(), "--steps", &(state["step"].as_u64().unwrap() + 2).to_string()]);
+}

@@ -247,6 +247,9 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     }
     install_ctrlc();
     let summary = Trainer { ckpt: &ckpt, opts, streams, val_docs: corpus.val, device, resume }.run()?;
+    if summary.stopped_by == "interrupt" {
+        std::process::exit(130); // the conventional status for SIGINT; the checkpoint is saved
+    }
     if args.json {
         println!("{}", serde_json::to_string(&summary)?);
     } else {
