@@ -28,6 +28,8 @@ enum Command {
     Judge(cli::judge::JudgeArgs),
     /// Generate hadronic tau decays (seeded Monte Carlo with a CMS-like detector) as JSON Lines.
     TauGen(cli::tau_gen::TauGenArgs),
+    /// Regress tau pT from the visible particles (const, jet, deepsets, rnn) and report against the bound.
+    TauRnn(cli::tau_rnn::TauRnnArgs),
 }
 
 fn main() {
@@ -40,6 +42,7 @@ fn main() {
         Command::Bench(a) => cli::bench::run(a),
         Command::Judge(a) => cli::judge::run(a),
         Command::TauGen(a) => cli::tau_gen::run(a),
+        Command::TauRnn(a) => cli::tau_rnn::run(a),
     };
     if let Err(e) = result {
         // One line: the chain of contexts joined by ": ". candle appends a backtrace to its

@@ -7,3 +7,4 @@ pub mod judge;
 pub mod sample;
 pub mod train;
 pub mod tau_gen;
+pub mod tau_rnn;
