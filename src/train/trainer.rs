@@ -217,16 +217,18 @@ impl Trainer<'_> {
                 }
             }
         };
-        // Final evaluation and checkpoint, unless the last step just did both.
-        if state.step % o.eval_every != 0 || state.step == 0 {
-            state.elapsed_s = elapsed(&started);
-            if stopped_by == "interrupt" {
+        // Final evaluation and checkpoint, unless the last step just did both. An interrupted run
+        // saves without evaluating, so Ctrl-C returns at once.
+        let just_saved = state.step > 0 && state.step % o.eval_every == 0;
+        if stopped_by == "interrupt" {
+            if !just_saved {
+                state.elapsed_s = elapsed(&started);
                 save(&state, &opt, &carry)?;
-                progress.finish();
-                eprintln!("interrupted at step {}: checkpoint saved; continue with --resume {}", state.step, o.out.display());
-            } else {
-                last_val_bpc = self.evaluate_and_save(&mut state, &opt, &carry, &mut metrics, &mut progress, elapsed(&started), &save)?;
             }
+            progress.finish();
+            eprintln!("interrupted at step {}: checkpoint saved; continue with --resume {}", state.step, o.out.display());
+        } else if !just_saved {
+            last_val_bpc = self.evaluate_and_save(&mut state, &opt, &carry, &mut metrics, &mut progress, elapsed(&started), &save)?;
         }
         progress.finish();
         if let Err(e) = super::plot_metrics(&o.out.join("loss.png"), &metrics.records) {
