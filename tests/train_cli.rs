@@ -104,3 +104,21 @@ fn ctrl_c_saves_a_resumable_checkpoint() {
     assert!(state["step"].as_u64().unwrap() >= 3);
     ok(&["train-recipes", "--data", &data, "--resume", out.to_str().unwrap(), "--steps", &(state["step"].as_u64().unwrap() + 2).to_string()]);
 }
+
+#[test]
+fn diverging_training_stops_and_keeps_the_last_good_checkpoint() {
+    let data = fixture("recipes_small.json");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("nan");
+    let o = out.to_str().unwrap();
+    let err = fails(
+        &["train-recipes", "--data", &data, "--out", o, "--hidden", "16", "--embed", "8", "--batch", "4", "--seq", "16",
+          "--steps", "50", "--lr", "1e12", "--clip", "0", "--warmup", "0", "--eval-every", "2"],
+        &["NaN", "last good checkpoint"],
+    );
+    let state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("train_state.json")).unwrap()).unwrap();
+    assert!(err.contains(&format!("from step {}", state["step"])), "{err}");
+    // What was kept still evaluates to a finite number.
+    let v: serde_json::Value = serde_json::from_str(&ok(&["eval", "--checkpoint", o, "--data", &data, "--json"])).unwrap();
+    assert!(v["bpc"].as_f64().unwrap().is_finite());
+}

@@ -270,6 +270,14 @@ impl Trainer<'_> {
         } else {
             Some(eval::score(&self.ckpt.model, &self.val_docs, &self.device)?.bpc())
         };
+        if let Some(v) = val.filter(|v| !v.is_finite()) {
+            bail!(
+                "validation bpc became {v} at step {}; stopped without saving, the last good checkpoint in {} is from step {}; lower --lr or --clip",
+                state.step,
+                self.opts.out.display(),
+                last_saved_step(&self.opts.out).map_or("(none)".into(), |s| s.to_string())
+            );
+        }
         if let Some(v) = val {
             progress.log(&format!("step {}: validation bpc {v:.4}", state.step));
             metrics.push(Record {
