@@ -9,6 +9,7 @@
 //!   the ground truth the fused path is tested against.
 //! - `fused`: a CPU `CustomOp` that runs the whole sequence with hand-written backward through time.
 
+mod buffers;
 pub mod fused;
 mod kernels;
 pub mod reference;
