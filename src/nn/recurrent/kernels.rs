@@ -12,6 +12,7 @@
 //! Steps t ≥ len[b] leave b's state as it is: they write no gate gradients and pass dh/dc through.
 
 use super::buffers::Buf;
+use super::step_gemm;
 use super::Cell;
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -122,6 +123,37 @@ fn for_rows(b: usize, elems_per_row: usize, f: impl Fn(Range<usize>) + Sync) {
         (0..b.div_ceil(chunk)).into_par_iter().for_each(|i| f(i * chunk..((i + 1) * chunk).min(b)));
     } else {
         f(0..b)
+    }
+}
+
+/// A weight used by the per-step products: packed for the AVX-512 kernel when the CPU has it,
+/// otherwise a strided view for `gemm`.
+enum StepW<'a> {
+    Packed(step_gemm::Packed),
+    Plain { k: usize, n: usize, w: Mat, _src: std::marker::PhantomData<&'a [f32]> },
+}
+
+impl<'a> StepW<'a> {
+    /// `Wm[kk, j] = src[kk·s_k + j·s_j]`, `[k, n]`.
+    fn new(k: usize, n: usize, src: &'a [f32], s_k: usize, s_j: usize) -> Self {
+        if step_gemm::available() {
+            StepW::Packed(step_gemm::Packed::new(k, n, src, s_k, s_j))
+        } else {
+            StepW::Plain { k, n, w: Mat { ptr: src.as_ptr(), rs: s_k, cs: s_j }, _src: std::marker::PhantomData }
+        }
+    }
+
+    /// `C[b, :] (+)= A[b, :] · Wm` for `b < m` (row strides `a_rs`, `c_rs`).
+    unsafe fn mul(&self, m: usize, a: *const f32, a_rs: usize, c: *mut f32, c_rs: usize, acc: bool) {
+        self.mul_a(m, Mat { ptr: a, rs: a_rs, cs: 1 }, c, c_rs, acc)
+    }
+
+    /// The same with a strided A.
+    unsafe fn mul_a(&self, m: usize, a: Mat, c: *mut f32, c_rs: usize, acc: bool) {
+        match self {
+            StepW::Packed(p) => step_gemm::gemm_packed(m, a.ptr, a.rs, a.cs, p, c, c_rs, acc),
+            StepW::Plain { k, n, w, .. } => gemm(m, *n, *k, c, c_rs, acc, a, *w),
+        }
     }
 }
 
@@ -479,28 +511,27 @@ pub fn forward(d: Dims, lens: &[usize], x: &[f32], params: &[f32], state0: &[f32
         tanhc: Buf::take(if lstm { per_bt } else { 0 }),
     };
     // The input projection for all steps: acts = x · W_ihᵀ, one [B·T, F] × [F, G·H] GEMM.
-    unsafe {
-        let w_ih_t = Mat { ptr: p.w_ih.as_ptr(), rs: 1, cs: f };
-        gemm(nb * nt, g, f, s.acts.as_mut_ptr(), g, false, Mat { ptr: x.as_ptr(), rs: f, cs: 1 }, w_ih_t);
-    }
+    unsafe { StepW::new(f, g, p.w_ih, 1, f).mul(nb * nt, x.as_ptr(), f, s.acts.as_mut_ptr(), g, false) };
     for b in 0..nb {
         s.hprev[b * nt * h..][..h].copy_from_slice(&state0[b * h..][..h]);
         if lstm {
             s.cprev[b * nt * h..][..h].copy_from_slice(&state0[(nb + b) * h..][..h]);
         }
     }
+    // Pre-activations += h_{t−1} · W_hhᵀ per step, where W_hhᵀ(k, j) = w_hh[j·H + k]; GRU keeps
+    // the n gate's product apart (it is scaled by r).
+    let (w_main, w_n) = if cell == Cell::Gru {
+        (StepW::new(h, 2 * h, p.w_hh, 1, h), Some(StepW::new(h, h, &p.w_hh[2 * h * h..], 1, h)))
+    } else {
+        (StepW::new(h, g, p.w_hh, 1, h), None)
+    };
     let out_p = P(out.as_mut_ptr());
     for t in 0..nt {
-        // Pre-activations += h_{t−1} · W_hhᵀ, where W_hhᵀ(k, j) = w_hh[j·H + k].
-        let lhs = Mat { ptr: unsafe { s.hprev.as_ptr().add(t * h) }, rs: nt * h, cs: 1 };
-        let wt = |row0: usize| Mat { ptr: unsafe { p.w_hh.as_ptr().add(row0 * h) }, rs: 1, cs: h };
         unsafe {
-            let acts_t = s.acts.as_mut_ptr().add(t * g);
-            if cell == Cell::Gru {
-                gemm(nb, 2 * h, h, acts_t, nt * g, true, lhs, wt(0));
-                gemm(nb, h, h, s.ghn.as_mut_ptr().add(t * h), nt * h, false, lhs, wt(2 * h));
-            } else {
-                gemm(nb, g, h, acts_t, nt * g, true, lhs, wt(0));
+            let hp = s.hprev.as_ptr().add(t * h);
+            w_main.mul(nb, hp, nt * h, s.acts.as_mut_ptr().add(t * g), nt * g, true);
+            if let Some(w_n) = &w_n {
+                w_n.mul(nb, hp, nt * h, s.ghn.as_mut_ptr().add(t * h), nt * h, false);
             }
         }
         let ctx = Fwd {
@@ -609,7 +640,12 @@ pub fn backward(d: Dims, lens: &[usize], x: &[f32], params: &[f32], s: &Stash, d
     let mut dh = dout[nb * nt * h..(nb * nt + nb) * h].to_vec();
     let mut dc = if cell == Cell::Lstm { dout[(nb * nt + nb) * h..].to_vec() } else { Vec::new() };
     let mut dnext = vec![0.0; nb * h];
-    let w_rows = |row0: usize| Mat { ptr: unsafe { p.w_hh.as_ptr().add(row0 * h) }, rs: h, cs: 1 };
+    // dh_{t−1} += dgh_t · W_hh per step (GRU: its n-gate part separately, from dghn).
+    let (w_main, w_n) = if gru {
+        (StepW::new(2 * h, h, p.w_hh, h, 1), Some(StepW::new(h, h, &p.w_hh[2 * h * h..], h, 1)))
+    } else {
+        (StepW::new(g, h, p.w_hh, h, 1), None)
+    };
     for t in (0..nt).rev() {
         let ctx = Bwd {
             d,
@@ -624,15 +660,10 @@ pub fn backward(d: Dims, lens: &[usize], x: &[f32], params: &[f32], s: &Stash, d
             dghn: ptr(&mut dghn),
         };
         for_rows(nb, g, |rows| bwd_step(&ctx, rows));
-        // dh_{t−1} += dgh_t · W_hh
         unsafe {
-            let dgx_t = Mat { ptr: dgx.as_ptr().add(t * g), rs: nt * g, cs: 1 };
-            if gru {
-                gemm(nb, h, 2 * h, dnext.as_mut_ptr(), h, true, dgx_t, w_rows(0));
-                let dghn_t = Mat { ptr: dghn.as_ptr().add(t * h), rs: nt * h, cs: 1 };
-                gemm(nb, h, h, dnext.as_mut_ptr(), h, true, dghn_t, w_rows(2 * h));
-            } else {
-                gemm(nb, h, g, dnext.as_mut_ptr(), h, true, dgx_t, w_rows(0));
+            w_main.mul(nb, dgx.as_ptr().add(t * g), nt * g, dnext.as_mut_ptr(), h, true);
+            if let Some(w_n) = &w_n {
+                w_n.mul(nb, dghn.as_ptr().add(t * h), nt * h, dnext.as_mut_ptr(), h, true);
             }
         }
         std::mem::swap(&mut dh, &mut dnext);
@@ -646,6 +677,7 @@ pub fn backward(d: Dims, lens: &[usize], x: &[f32], params: &[f32], s: &Stash, d
     let mut dx = vec![0.0; bt * f];
     unsafe {
         // dW_hh = Σ_{b,t} dgh[b,t]ᵀ · h_{t−1}[b]: [rows, B·T] × [B·T, H] GEMMs over all steps at once.
+        // These read A transposed, which `gemm` packs well (the panel kernel would stride by rows).
         let hprev = Mat { ptr: s.hprev.as_ptr(), rs: h, cs: 1 };
         let rows_x = if gru { 2 * h } else { g };
         gemm(rows_x, h, bt, dw_hh.as_mut_ptr(), h, false, dgx_t, hprev);
@@ -655,8 +687,7 @@ pub fn backward(d: Dims, lens: &[usize], x: &[f32], params: &[f32], s: &Stash, d
         }
         // dW_ih = dgxᵀ · x and dx = dgx · W_ih.
         gemm(g, f, bt, dw_ih.as_mut_ptr(), f, false, dgx_t, Mat { ptr: x.as_ptr(), rs: f, cs: 1 });
-        let dgx_m = Mat { ptr: dgx.as_ptr(), rs: g, cs: 1 };
-        gemm(bt, f, g, dx.as_mut_ptr(), f, false, dgx_m, Mat { ptr: p.w_ih.as_ptr(), rs: f, cs: 1 });
+        StepW::new(g, f, p.w_ih, f, 1).mul(bt, dgx.as_ptr(), g, dx.as_mut_ptr(), f, false);
     }
     col_sums(&dgx, bt, g, db_ih);
     db_hh.copy_from_slice(db_ih);

@@ -13,6 +13,7 @@ mod buffers;
 pub mod fused;
 mod kernels;
 pub mod reference;
+mod step_gemm;
 
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
