@@ -60,6 +60,16 @@ struct Ptrs {
 unsafe impl Send for Ptrs {}
 unsafe impl Sync for Ptrs {}
 
+impl Ptrs {
+    // Accessors, so closures capture the whole (Sync) struct rather than its raw-pointer fields.
+    fn a(&self) -> *const f32 {
+        self.a
+    }
+    fn c(&self) -> *mut f32 {
+        self.c
+    }
+}
+
 /// `C[b·c_rs + j] (+)= Σ_kk A[b·a_rs + kk·a_cs] · Wm[kk, j]` for `b < m`, `j < w.n`.
 ///
 /// # Safety
@@ -73,15 +83,14 @@ pub unsafe fn gemm_packed(m: usize, a: *const f32, a_rs: usize, a_cs: usize, w: 
     // Work items: (panel range, row range). Split panels when there are enough of them (each thread
     // then keeps its share of the weight in its own cache), rows otherwise.
     let run = |panels: std::ops::Range<usize>, rows: std::ops::Range<usize>| {
-        let ptrs = ptrs;
         for p in panels {
             let cols = (w.n - p * NR).min(NR);
             let panel = w.panels.as_ptr().add(p * w.k * NR);
             let mut r = rows.start;
             while r < rows.end {
                 let mb = (rows.end - r).min(MR);
-                let a = ptrs.a.add(r * a_rs);
-                let c = ptrs.c.add(r * c_rs + p * NR);
+                let a = ptrs.a().add(r * a_rs);
+                let c = ptrs.c().add(r * c_rs + p * NR);
                 tile_dispatch(mb, w.k, a, a_rs, a_cs, panel, c, c_rs, acc, cols);
                 r += mb;
             }
