@@ -16,10 +16,15 @@ const MR: usize = 12;
 /// Multiply-adds below which one thread does the whole product.
 const PAR_MIN: usize = 1 << 18;
 
+/// Whether the AVX-512 kernel runs. `GEN_NO_AVX512=1` forces the `gemm` fallback (to test it on
+/// machines that have AVX-512).
 pub fn available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        std::arch::is_x86_feature_detected!("avx512f")
+        static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *ON.get_or_init(|| {
+            std::arch::is_x86_feature_detected!("avx512f") && std::env::var_os("GEN_NO_AVX512").is_none_or(|v| v != "1")
+        })
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
