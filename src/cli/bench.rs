@@ -126,7 +126,7 @@ fn train(a: &BenchTrainArgs) -> Result<()> {
         let x = candle_core::Tensor::from_vec(x, (a.batch, a.seq), &device)?;
         let y = candle_core::Tensor::from_vec(y, a.batch * a.seq, &device)?;
         let (logits, next) = ckpt.model.forward_window(&x, &carry, Some(&mut rng))?;
-        let loss = candle_nn::loss::cross_entropy(&logits.reshape((a.batch * a.seq, vocab))?, &y)?;
+        let loss = gen::nn::cross_entropy::cross_entropy(&logits.reshape((a.batch * a.seq, vocab))?, &y)?;
         let grads = loss.backward()?;
         opt.step(&grads, 1e-3, 5.0)?;
         carry = next.detach();

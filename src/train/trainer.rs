@@ -163,7 +163,7 @@ impl Trainer<'_> {
             let x = Tensor::from_vec(inputs, (o.batch, o.seq), &self.device)?;
             let y = Tensor::from_vec(targets, o.batch * o.seq, &self.device)?;
             let (logits, next) = model.forward_window(&x, &carry, Some(&mut state.rng))?;
-            let loss = candle_nn::loss::cross_entropy(&logits.reshape((o.batch * o.seq, vocab))?, &y)?;
+            let loss = crate::nn::cross_entropy::cross_entropy(&logits.reshape((o.batch * o.seq, vocab))?, &y)?;
             let loss_value = loss.to_scalar::<f32>()? as f64;
             if !loss_value.is_finite() {
                 bail!(
