@@ -7,6 +7,7 @@
 pub mod corpus;
 pub mod duration;
 pub mod fsutil;
+pub mod model;
 pub mod nn;
 pub mod rng;
 pub mod tokenizer;

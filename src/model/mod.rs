@@ -1,0 +1,3 @@
+//! Character-level language models over the recipe token stream.
+
+pub mod transformer;
