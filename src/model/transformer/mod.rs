@@ -24,11 +24,14 @@
 //! the context is full the cache slides (see `cache`).
 
 mod cache;
+mod fast;
 
 pub use cache::KvCache;
 
 use crate::nn::attention::{attend, causal_attention_fused, causal_attention_ops, merge_heads, split_heads};
+use crate::nn::gelu::gelu_fused;
 use crate::nn::layer_norm::LayerNorm;
+use crate::nn::linear::{linear_fused, linear_ops};
 use anyhow::ensure;
 use candle_core::{Result, Tensor};
 use candle_nn::{Init, VarBuilder};
@@ -86,6 +89,20 @@ impl Kernels {
             Kernels::Ops => ln.forward_ops(x),
         }
     }
+
+    fn linear(self, l: &Linear, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Kernels::Fused => linear_fused(x, &l.weight, &l.bias),
+            Kernels::Ops => linear_ops(x, &l.weight, &l.bias),
+        }
+    }
+
+    fn gelu(self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Kernels::Fused => gelu_fused(x),
+            Kernels::Ops => x.gelu(),
+        }
+    }
 }
 
 /// `x · Wᵀ + b` over rows of a 2-D input, `W: [out, in]`.
@@ -103,9 +120,6 @@ impl Linear {
         })
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.matmul(&self.weight.t()?)?.broadcast_add(&self.bias)
-    }
 }
 
 /// One layer's cached keys and values, each `[B, H, L, hd]` (op-level decoding).
@@ -141,7 +155,7 @@ impl Block {
     fn forward(&self, k: Kernels, x: &Tensor, b: usize, heads: usize, dropout: Option<f32>, kv: Option<&mut LayerKv>) -> Result<Tensor> {
         let (rows, d) = x.dims2()?;
         let t = rows / b;
-        let qkv = self.qkv.forward(&k.layer_norm(&self.ln1, x)?)?.reshape((b, t, 3 * d))?;
+        let qkv = k.linear(&self.qkv, &k.layer_norm(&self.ln1, x)?)?.reshape((b, t, 3 * d))?;
         let y = match kv {
             None if k == Kernels::Fused => causal_attention_fused(&qkv, heads)?,
             None => causal_attention_ops(&qkv, heads)?,
@@ -156,9 +170,9 @@ impl Block {
                 merge_heads(&y)?
             }
         };
-        let x = (x + drop(&self.proj.forward(&y.reshape((rows, d))?)?, dropout)?)?;
-        let h = self.fc.forward(&k.layer_norm(&self.ln2, &x)?)?.gelu()?;
-        x + drop(&self.fc_proj.forward(&h)?, dropout)?
+        let x = (x + drop(&k.linear(&self.proj, &y.reshape((rows, d))?)?, dropout)?)?;
+        let h = k.gelu(&k.linear(&self.fc, &k.layer_norm(&self.ln2, &x)?)?)?;
+        x + drop(&k.linear(&self.fc_proj, &h)?, dropout)?
     }
 }
 
