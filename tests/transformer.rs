@@ -109,7 +109,8 @@ fn kv_cache_steps_reproduce_forward_including_after_sliding() {
             let ids: Vec<u32> = streams.iter().map(|s| s[i]).collect();
             let logits = m.step(&Tensor::new(ids.as_slice(), &Device::Cpu).unwrap(), &mut cache).unwrap();
             let len = cache.len();
-            let expect_len = if i < c.context { i + 1 } else { c.context / 2 + 1 + (i - c.context) % (c.context - c.context / 2) };
+            let expect_len =
+                if i < c.context { i + 1 } else { c.context / 2 + 1 + (i - c.context) % (c.context - c.context / 2) };
             assert_eq!(len, expect_len, "cache length after {} tokens", i + 1);
             for (s, stream) in streams.iter().enumerate() {
                 assert_eq!(cache.window(s), &stream[i + 1 - len..=i], "window of stream {s}");

@@ -18,7 +18,8 @@ fn check(kernels: Kernels) {
     let all = Tensor::from_vec(ids, (b, t + 1), &Device::Cpu).unwrap();
     let (x, y) = (all.narrow(1, 0, t).unwrap(), all.narrow(1, 1, t).unwrap());
     let logits = model.forward(&x, true).unwrap();
-    let loss = candle_nn::loss::cross_entropy(&logits.reshape((b * t, cfg.vocab)).unwrap(), &y.flatten_all().unwrap()).unwrap();
+    let loss = candle_nn::loss::cross_entropy(&logits.reshape((b * t, cfg.vocab)).unwrap(), &y.flatten_all().unwrap())
+        .unwrap();
     let grads = loss.backward().unwrap();
 
     let vars = vm.data().lock().unwrap();

@@ -8,7 +8,7 @@
 //! `attend` is the op-level core shared with incremental decoding, where new queries see a key/value
 //! cache in front of them.
 
-mod fused;
+pub(crate) mod fused;
 
 use candle_core::{Device, Result, Tensor, D};
 
@@ -34,9 +34,8 @@ pub fn attend(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
     let scale = 1.0 / (hd as f64).sqrt();
     let scores = (q.matmul(&k.t()?)? * scale)?;
     let offset = l - n;
-    let mask: Vec<f32> = (0..n)
-        .flat_map(|i| (0..l).map(move |j| if j > offset + i { f32::NEG_INFINITY } else { 0.0 }))
-        .collect();
+    let mask: Vec<f32> =
+        (0..n).flat_map(|i| (0..l).map(move |j| if j > offset + i { f32::NEG_INFINITY } else { 0.0 })).collect();
     let mask = Tensor::from_vec(mask, (n, l), q.device())?;
     let probs = candle_nn::ops::softmax(&scores.broadcast_add(&mask)?, D::Minus1)?;
     probs.matmul(v)
@@ -77,7 +76,8 @@ mod tests {
         // T = 150 spans three query blocks, the last one ragged.
         let (b, t, heads, hd) = (2, 150, 3, 8);
         let dev = Device::Cpu;
-        let qkv = Var::from_tensor(&(Tensor::randn(0f32, 1.0, (b, t, 3 * heads * hd), &dev).unwrap() * 1.5).unwrap()).unwrap();
+        let qkv = Var::from_tensor(&(Tensor::randn(0f32, 1.0, (b, t, 3 * heads * hd), &dev).unwrap() * 1.5).unwrap())
+            .unwrap();
         let probe = Tensor::randn(0f32, 1.0, (b, t, heads * hd), &dev).unwrap();
         let run = |f: fn(&Tensor, usize) -> Result<Tensor>| {
             let y = f(qkv.as_tensor(), heads).unwrap();
@@ -88,7 +88,10 @@ mod tests {
         let (yo, go) = run(causal_attention_ops);
         assert!(rel_err(&yf, &yo) <= 1e-4, "values: {}", rel_err(&yf, &yo));
         for (part, name) in ["q", "k", "v"].iter().enumerate() {
-            let (a, b) = (gf.narrow(D::Minus1, part * heads * hd, heads * hd).unwrap(), go.narrow(D::Minus1, part * heads * hd, heads * hd).unwrap());
+            let (a, b) = (
+                gf.narrow(D::Minus1, part * heads * hd, heads * hd).unwrap(),
+                go.narrow(D::Minus1, part * heads * hd, heads * hd).unwrap(),
+            );
             assert!(rel_err(&a, &b) <= 1e-4, "d{name}: {}", rel_err(&a, &b));
         }
     }

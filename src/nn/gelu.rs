@@ -3,7 +3,7 @@
 //! candle's backward for `gelu` builds about a dozen element-wise tensors (two of them `powf`);
 //! the fused CPU op does forward and backward in one vectorised pass each.
 
-use crate::nn::cpu::{exp, f32_slice, simd_dispatch, with_f32};
+use crate::nn::cpu::{exp, f32_slice, output_buffer, simd_dispatch, with_f32};
 use candle_core::{CpuStorage, CustomOp1, Device, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -47,6 +47,18 @@ simd_dispatch! {
     }
 }
 
+/// `y = gelu(x)` in parallel.
+pub(crate) fn forward_into(x: &[f32], y: &mut [f32]) {
+    y.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(y, x)| forward(x, y));
+}
+
+/// `dx = dy · gelu'(x)` in parallel.
+pub(crate) fn backward_into(x: &[f32], dy: &[f32], dx: &mut [f32]) {
+    dx.par_chunks_mut(CHUNK)
+        .zip(x.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK)))
+        .for_each(|(dx, (x, dy))| backward(x, dy, dx));
+}
+
 struct GeluOp;
 
 impl CustomOp1 for GeluOp {
@@ -56,18 +68,16 @@ impl CustomOp1 for GeluOp {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = f32_slice(s, l, "gelu")?;
-        let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(y, x)| forward(x, y));
+        // SAFETY: `forward_into` writes every element.
+        let mut y = unsafe { output_buffer(x.len()) };
+        forward_into(x, &mut y);
         Ok((CpuStorage::F32(y), l.shape().clone()))
     }
 
     fn bwd(&self, x: &Tensor, _res: &Tensor, dy: &Tensor) -> Result<Option<Tensor>> {
-        let mut dx = vec![0f32; x.elem_count()];
-        with_f32(x, "gelu", |x| {
-            with_f32(dy, "gelu", |dy| {
-                dx.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK))).for_each(|(dx, (x, dy))| backward(x, dy, dx))
-            })
-        })??;
+        // SAFETY: `backward_into` writes every element.
+        let mut dx = unsafe { output_buffer(x.elem_count()) };
+        with_f32(x, "gelu", |x| with_f32(dy, "gelu", |dy| backward_into(x, dy, &mut dx)))??;
         Ok(Some(Tensor::from_vec(dx, x.shape(), x.device())?))
     }
 }

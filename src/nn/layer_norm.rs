@@ -5,7 +5,7 @@
 //! function from differentiable ops (`forward_ops`, every device) and, on CPU, from a fused kernel with a
 //! hand-written backward (`forward_fused`); a test checks both agree on values and gradients.
 
-mod fused;
+pub(crate) mod fused;
 
 use candle_core::{Device, Result, Tensor, D};
 use candle_nn::VarBuilder;

@@ -5,7 +5,7 @@
 //! op (`linear_fused`) computes `y`, and in backward `dx`, `dW` and `db`, each with one GEMM or one
 //! pass, straight into contiguous buffers.
 
-use crate::nn::cpu::{f32_slice, matmul_par, with_f32};
+use crate::nn::cpu::{f32_slice, matmul_par, output_buffer, with_f32};
 use candle_core::{CpuStorage, CustomOp3, Device, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -24,6 +24,39 @@ pub fn linear_ops(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
 /// CPU, f32, 2-D `x` only.
 pub fn linear_fused(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
     x.contiguous()?.apply_op3(&w.contiguous()?, &b.contiguous()?, LinearOp)
+}
+
+/// `y[n×out] = x[n×in] · Wᵀ + b` with `W: [out, in]`.
+pub(crate) fn forward_into(x: &[f32], w: &[f32], b: &[f32], y: &mut [f32]) {
+    let out = b.len();
+    let inp = w.len() / out;
+    let n = x.len() / inp;
+    y.par_chunks_mut(out).for_each(|row| row.copy_from_slice(b));
+    // SAFETY: x is n×in, w read transposed is in×out, y is n×out.
+    unsafe { matmul_par(n, out, inp, y.as_mut_ptr(), out, true, x.as_ptr(), inp, 1, w.as_ptr(), 1, inp) };
+}
+
+/// Gradients of `forward_into` given `dy: [n, out]`: `dw`, `db` overwritten; `dx` overwritten or,
+/// with `accumulate`, added to (skipped when `None`).
+pub(crate) fn backward_into(
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    dx: Option<(&mut [f32], bool)>,
+    dw: &mut [f32],
+    db: &mut [f32],
+) {
+    let out = db.len();
+    let inp = w.len() / out;
+    let n = x.len() / inp;
+    // SAFETY: dy is n×out, w is out×in, x is n×in; dyᵀ is read with swapped strides.
+    unsafe {
+        if let Some((dx, accumulate)) = dx {
+            matmul_par(n, inp, out, dx.as_mut_ptr(), inp, accumulate, dy.as_ptr(), out, 1, w.as_ptr(), inp, 1);
+        }
+        matmul_par(out, inp, n, dw.as_mut_ptr(), inp, false, dy.as_ptr(), 1, out, x.as_ptr(), inp, 1);
+    }
+    db.copy_from_slice(&column_sums(dy, out));
 }
 
 struct LinearOp;
@@ -48,27 +81,28 @@ impl CustomOp3 for LinearOp {
             candle_core::bail!("linear: input {:?} against weight {:?}", lx.shape(), lw.shape());
         }
         let (x, w, b) = (f32_slice(sx, lx, "linear")?, f32_slice(sw, lw, "linear")?, f32_slice(sb, lb, "linear")?);
-        let mut y = vec![0f32; n * out];
-        y.par_chunks_mut(out).for_each(|row| row.copy_from_slice(b));
-        // SAFETY: x is n×in, w read transposed is in×out, y is n×out.
-        unsafe { matmul_par(n, out, inp, y.as_mut_ptr(), out, true, x.as_ptr(), inp, 1, w.as_ptr(), 1, inp) };
+        // SAFETY: `forward_into` fills every row with the bias before accumulating into it.
+        let mut y = unsafe { output_buffer(n * out) };
+        forward_into(x, w, b, &mut y);
         Ok((CpuStorage::F32(y), Shape::from((n, out))))
     }
 
-    fn bwd(&self, x: &Tensor, w: &Tensor, _b: &Tensor, _res: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _b: &Tensor,
+        _res: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (n, inp) = x.dims2()?;
         let out = w.dim(0)?;
-        let (mut dx, mut dw) = (vec![0f32; n * inp], vec![0f32; out * inp]);
-        let db = with_f32(x, "linear", |x| {
+        // SAFETY: `backward_into` overwrites both.
+        let (mut dx, mut dw) = unsafe { (output_buffer(n * inp), output_buffer(out * inp)) };
+        let mut db = vec![0f32; out];
+        with_f32(x, "linear", |x| {
             with_f32(w, "linear", |w| {
-                with_f32(dy, "linear", |dy| {
-                    // SAFETY: dy is n×out, w is out×in, x is n×in; dyᵀ is read with swapped strides.
-                    unsafe {
-                        matmul_par(n, inp, out, dx.as_mut_ptr(), inp, false, dy.as_ptr(), out, 1, w.as_ptr(), inp, 1);
-                        matmul_par(out, inp, n, dw.as_mut_ptr(), inp, false, dy.as_ptr(), 1, out, x.as_ptr(), inp, 1);
-                    }
-                    column_sums(dy, out)
-                })
+                with_f32(dy, "linear", |dy| backward_into(x, w, dy, Some((&mut dx, false)), &mut dw, &mut db))
             })
         })???;
         let dev = x.device();
@@ -91,10 +125,13 @@ fn column_sums(m: &[f32], width: usize) -> Vec<f32> {
             }
             acc
         })
-        .reduce(|| vec![0f32; width], |mut a, b| {
-            a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
-            a
-        })
+        .reduce(
+            || vec![0f32; width],
+            |mut a, b| {
+                a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+                a
+            },
+        )
 }
 
 #[cfg(test)]

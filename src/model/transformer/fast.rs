@@ -6,15 +6,16 @@
 //! `cache` computes the same function and is the reference this one is tested against.
 
 use super::{Block, Transformer, TransformerConfig};
-use crate::nn::cpu::{dot, matmul, simd_dispatch, softmax_inline, sum};
+use crate::nn::cpu::{matmul, simd_dispatch, softmax_inline, sum};
 use crate::nn::layer_norm::{LayerNorm, EPS};
 use candle_core::{Result, Tensor};
 use rayon::prelude::*;
 use std::sync::Arc;
 
 struct Linear {
-    /// `[out, in]` row-major, as in the model.
-    w: Vec<f32>,
+    /// `Wᵀ`, `[in, out]` row-major: a matrix-vector product then streams rows of it into
+    /// register-resident accumulators instead of reducing one dot product per output.
+    wt: Vec<f32>,
     b: Vec<f32>,
 }
 
@@ -36,6 +37,8 @@ struct BlockWeights {
 pub(super) struct Weights {
     cfg: TransformerConfig,
     embed: Vec<f32>,
+    /// `embed.weightᵀ`, `[dim, vocab]`, for the tied head.
+    head: Linear,
     pos: Vec<f32>,
     blocks: Vec<BlockWeights>,
     ln_f: Norm,
@@ -45,10 +48,16 @@ fn flat(t: &Tensor) -> Result<Vec<f32>> {
     t.flatten_all()?.to_vec1::<f32>()
 }
 
+/// A `[out, in]` weight as `[in, out]`.
+fn transposed(w: &Tensor) -> Result<Vec<f32>> {
+    flat(&w.t()?.contiguous()?)
+}
+
 impl Weights {
     pub(super) fn snapshot(m: &Transformer) -> Result<Arc<Self>> {
         let norm = |n: &LayerNorm| -> Result<Norm> { Ok(Norm { w: flat(&n.weight)?, b: flat(&n.bias)? }) };
-        let lin = |l: &super::Linear| -> Result<Linear> { Ok(Linear { w: flat(&l.weight)?, b: flat(&l.bias)? }) };
+        let lin =
+            |l: &super::Linear| -> Result<Linear> { Ok(Linear { wt: transposed(&l.weight)?, b: flat(&l.bias)? }) };
         let block = |b: &Block| -> Result<BlockWeights> {
             Ok(BlockWeights {
                 ln1: norm(&b.ln1)?,
@@ -62,6 +71,7 @@ impl Weights {
         Ok(Arc::new(Self {
             cfg: m.cfg.clone(),
             embed: flat(&m.embed)?,
+            head: Linear { wt: transposed(&m.embed)?, b: vec![0.0; m.cfg.vocab] },
             pos: flat(&m.pos)?,
             blocks: m.blocks.iter().map(block).collect::<Result<_>>()?,
             ln_f: norm(&m.ln_f)?,
@@ -69,11 +79,36 @@ impl Weights {
     }
 }
 
+/// Outputs per register tile of `matvec` (8 AVX-512 registers: independent add chains).
+const TILE: usize = 128;
+
 simd_dispatch! {
-    /// `y = W·x + b` for one row.
-    fn matvec(w: &[f32], x: &[f32], b: &[f32], y: &mut [f32]) {
-        for ((row, yo), bo) in w.chunks_exact(x.len()).zip(y.iter_mut()).zip(b) {
-            *yo = dot(row, x) + bo;
+    /// `y = x·Wᵀ + b` for one row, from `wt = Wᵀ: [in, out]`.
+    fn matvec(wt: &[f32], x: &[f32], b: &[f32], y: &mut [f32]) {
+        let out = y.len();
+        let mut start = 0;
+        while start < out {
+            let width = TILE.min(out - start);
+            let mut acc = [0f32; TILE];
+            if width == TILE {
+                for (i, &xi) in x.iter().enumerate() {
+                    let w = &wt[i * out + start..][..TILE];
+                    for l in 0..TILE {
+                        acc[l] += xi * w[l];
+                    }
+                }
+            } else {
+                for (i, &xi) in x.iter().enumerate() {
+                    let w = &wt[i * out + start..][..width];
+                    for l in 0..width {
+                        acc[l] += xi * w[l];
+                    }
+                }
+            }
+            for l in 0..width {
+                y[start + l] = acc[l] + b[start + l];
+            }
+            start += width;
         }
     }
 }
@@ -106,11 +141,17 @@ simd_dispatch! {
 }
 
 simd_dispatch! {
-    /// One head of one query over `seen` cached positions: `keys`, `vals` are `[seen][hd]`.
-    fn attend_head(q: &[f32], keys: &[f32], vals: &[f32], scores: &mut [f32], out: &mut [f32], scale: f32) {
-        let hd = q.len();
-        for (sj, kj) in scores.iter_mut().zip(keys.chunks_exact(hd)) {
-            *sj = dot(q, kj) * scale;
+    /// One head of one query over the `seen = scores.len()` cached positions: `keys_t` is the head's
+    /// transposed key cache `[hd][context]`, `vals` its values `[seen][hd]`.
+    fn attend_head(q: &[f32], keys_t: &[f32], vals: &[f32], scores: &mut [f32], out: &mut [f32], scale: f32) {
+        let (hd, seen) = (q.len(), scores.len());
+        let ctx = keys_t.len() / hd;
+        scores.fill(0.0);
+        for (c, &qc) in q.iter().enumerate() {
+            let qc = qc * scale;
+            for (s, k) in scores.iter_mut().zip(&keys_t[c * ctx..c * ctx + seen]) {
+                *s += qc * k;
+            }
         }
         softmax_inline(scores);
         out.fill(0.0);
@@ -126,16 +167,17 @@ simd_dispatch! {
 fn linear(l: &Linear, x: &[f32], n: usize, y: &mut [f32]) {
     let (inp, out) = (x.len() / n, l.b.len());
     if n == 1 {
-        return matvec(&l.w, x, &l.b, y);
+        return matvec(&l.wt, x, &l.b, y);
     }
     for row in y.chunks_exact_mut(out) {
         row.copy_from_slice(&l.b);
     }
-    // SAFETY: the views cover exactly `x` (n×in), `l.w` read transposed (in×out) and `y` (n×out).
-    unsafe { matmul(n, out, inp, y.as_mut_ptr(), out, true, x.as_ptr(), inp, 1, l.w.as_ptr(), 1, inp, 1.0) }
+    // SAFETY: the views cover exactly `x` (n×in), `l.wt` (in×out) and `y` (n×out).
+    unsafe { matmul(n, out, inp, y.as_mut_ptr(), out, true, x.as_ptr(), inp, 1, l.wt.as_ptr(), out, 1, 1.0) }
 }
 
-/// One stream's cached keys and values: per layer `[H][context][hd]`, so each head's keys are contiguous.
+/// One stream's cached keys and values per layer: keys transposed, `[H][hd][context]`, so a query's
+/// scores accumulate along positions; values `[H][context][hd]`.
 struct StreamKv {
     k: Vec<Vec<f32>>,
     v: Vec<Vec<f32>>,
@@ -194,18 +236,21 @@ impl StreamKv {
             linear(&b.qkv, &h, n, &mut qkv);
             let (kc, vc) = (&mut self.k[layer], &mut self.v[layer]);
             for (i, row) in qkv.chunks_exact(3 * d).enumerate() {
+                let pos = offset + i;
                 for head in 0..c.heads {
-                    let at = head * ctx * hd + (offset + i) * hd;
-                    kc[at..at + hd].copy_from_slice(&row[d + head * hd..][..hd]);
-                    vc[at..at + hd].copy_from_slice(&row[2 * d + head * hd..][..hd]);
+                    let base = head * ctx * hd;
+                    for (ch, &k) in row[d + head * hd..][..hd].iter().enumerate() {
+                        kc[base + ch * ctx + pos] = k;
+                    }
+                    vc[base + pos * hd..][..hd].copy_from_slice(&row[2 * d + head * hd..][..hd]);
                 }
             }
             for (i, (row, out)) in qkv.chunks_exact(3 * d).zip(att.chunks_exact_mut(d)).enumerate() {
                 let seen = offset + i + 1;
                 for head in 0..c.heads {
                     let q = &row[head * hd..][..hd];
-                    let (keys, vals) = (&kc[head * ctx * hd..][..seen * hd], &vc[head * ctx * hd..][..seen * hd]);
-                    attend_head(q, keys, vals, &mut scores[..seen], &mut out[head * hd..][..hd], scale);
+                    let (keys_t, vals) = (&kc[head * ctx * hd..][..ctx * hd], &vc[head * ctx * hd..][..seen * hd]);
+                    attend_head(q, keys_t, vals, &mut scores[..seen], &mut out[head * hd..][..hd], scale);
                 }
             }
             linear(&b.proj, &att, n, &mut y);
@@ -218,7 +263,6 @@ impl StreamKv {
         }
         let last = &x[(n - 1) * d..];
         layer_norm_rows(last, &w.ln_f.w, &w.ln_f.b, &mut h[..d]);
-        let zero = vec![0f32; c.vocab];
-        matvec(&w.embed, &h[..d], &zero, logits);
+        matvec(&w.head.wt, &h[..d], &w.head.b, logits);
     }
 }

@@ -23,12 +23,14 @@
 //! from plain candle ops. Generation (`cache`) feeds one token per step through a key/value cache; when
 //! the context is full the cache slides (see `cache`).
 
+mod blocks;
 mod cache;
 mod fast;
 
 pub use cache::KvCache;
 
-use crate::nn::attention::{attend, causal_attention_fused, causal_attention_ops, merge_heads, split_heads};
+use blocks::{pack, AttentionBlock, MlpBlock};
+use crate::nn::attention::{attend, causal_attention_ops, merge_heads, split_heads};
 use crate::nn::gelu::gelu_fused;
 use crate::nn::layer_norm::LayerNorm;
 use crate::nn::linear::{linear_fused, linear_ops};
@@ -119,7 +121,6 @@ impl Linear {
             bias: vb.get_with_hints(outputs, "bias", Init::Const(0.0))?,
         })
     }
-
 }
 
 /// One layer's cached keys and values, each `[B, H, L, hd]` (op-level decoding).
@@ -152,12 +153,22 @@ impl Block {
 
     /// `x: [B·T, D]` rows of `b` sequences. With `kv`, the sequences continue the cached positions and
     /// the new keys and values are appended to the cache; without, they start at position 0.
-    fn forward(&self, k: Kernels, x: &Tensor, b: usize, heads: usize, dropout: Option<f32>, kv: Option<&mut LayerKv>) -> Result<Tensor> {
+    fn forward(
+        &self,
+        k: Kernels,
+        x: &Tensor,
+        b: usize,
+        heads: usize,
+        dropout: Option<f32>,
+        kv: Option<&mut LayerKv>,
+    ) -> Result<Tensor> {
+        if k == Kernels::Fused && kv.is_none() {
+            return self.forward_fused(x, b, heads, dropout);
+        }
         let (rows, d) = x.dims2()?;
         let t = rows / b;
         let qkv = k.linear(&self.qkv, &k.layer_norm(&self.ln1, x)?)?.reshape((b, t, 3 * d))?;
         let y = match kv {
-            None if k == Kernels::Fused => causal_attention_fused(&qkv, heads)?,
             None => causal_attention_ops(&qkv, heads)?,
             Some(slot) => {
                 let (q, k, v) = split_heads(&qkv, heads)?;
@@ -173,6 +184,31 @@ impl Block {
         let x = (x + drop(&k.linear(&self.proj, &y.reshape((rows, d))?)?, dropout)?)?;
         let h = k.gelu(&k.linear(&self.fc, &k.layer_norm(&self.ln2, &x)?)?)?;
         x + drop(&k.linear(&self.fc_proj, &h)?, dropout)?
+    }
+}
+
+impl Block {
+    /// The training path on CPU: each residual sub-block as one custom op (see `blocks`).
+    fn forward_fused(&self, x: &Tensor, b: usize, heads: usize, dropout: Option<f32>) -> Result<Tensor> {
+        let (rows, d) = x.dims2()?;
+        let attn = pack(&[&self.ln1.weight, &self.ln1.bias, &self.qkv.weight, &self.qkv.bias, &self.proj.weight, &self.proj.bias])?;
+        let mask = residual_mask(x, dropout)?;
+        let x = x.contiguous()?.apply_op3(&attn, &mask, AttentionBlock::new(b, rows / b, heads, d))?;
+        let mlp = pack(&[&self.ln2.weight, &self.ln2.bias, &self.fc.weight, &self.fc.bias, &self.fc_proj.weight, &self.fc_proj.bias])?;
+        let mask = residual_mask(&x, dropout)?;
+        x.apply_op3(&mlp, &mask, MlpBlock::new(rows, d))
+    }
+}
+
+/// Inverted-dropout mask shaped like `x` (entries 0 or 1/(1−p)), or a `[1]` placeholder when dropout
+/// is off, for the fused sub-blocks.
+fn residual_mask(x: &Tensor, p: Option<f32>) -> Result<Tensor> {
+    match p {
+        Some(p) if p > 0.0 => {
+            let keep = Tensor::rand(0f32, 1f32, x.shape(), x.device())?.ge(p as f64)?.to_dtype(x.dtype())?;
+            keep * (1.0 / (1.0 - p as f64))
+        }
+        _ => Tensor::ones(1, x.dtype(), x.device()),
     }
 }
 
@@ -193,6 +229,8 @@ pub struct Transformer {
     blocks: Vec<Block>,
     ln_f: LayerNorm,
     kernels: Kernels,
+    /// Zeros `[vocab]`: the head has no bias, the fused linear op takes one.
+    no_bias: Tensor,
 }
 
 impl Transformer {
@@ -206,6 +244,7 @@ impl Transformer {
             blocks: (0..cfg.layers).map(|i| Block::new(vb.pp(format!("blocks.{i}")), cfg)).collect::<Result<_>>()?,
             ln_f: LayerNorm::new(vb.pp("ln_f"), cfg.dim)?,
             kernels: if vb.device().is_cpu() { Kernels::Fused } else { Kernels::Ops },
+            no_bias: Tensor::zeros(cfg.vocab, vb.dtype(), vb.device())?,
         })
     }
 
@@ -251,6 +290,10 @@ impl Transformer {
 
     /// Final norm and the tied head: rows `[N, D]` → `[N, vocab]`.
     fn logits(&self, x: &Tensor) -> Result<Tensor> {
-        self.kernels.layer_norm(&self.ln_f, x)?.matmul(&self.embed.t()?)
+        let x = self.kernels.layer_norm(&self.ln_f, x)?;
+        match self.kernels {
+            Kernels::Fused => linear_fused(&x, &self.embed, &self.no_bias),
+            Kernels::Ops => x.matmul(&self.embed.t()?),
+        }
     }
 }
