@@ -48,10 +48,14 @@ fn split_mut<const N: usize>(mut s: &mut [f32], lens: [usize; N]) -> [&mut [f32]
 fn add_residual(x: &[f32], mask: Option<&[f32]>, out: &mut [f32]) {
     const CHUNK: usize = 16 * 1024;
     match mask {
-        Some(m) => out.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK).zip(m.par_chunks(CHUNK))).for_each(|(o, (x, m))| {
-            o.iter_mut().zip(x.iter().zip(m)).for_each(|(o, (x, m))| *o = x + m * *o)
-        }),
-        None => out.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(o, x)| o.iter_mut().zip(x).for_each(|(o, x)| *o += x)),
+        Some(m) => out
+            .par_chunks_mut(CHUNK)
+            .zip(x.par_chunks(CHUNK).zip(m.par_chunks(CHUNK)))
+            .for_each(|(o, (x, m))| o.iter_mut().zip(x.iter().zip(m)).for_each(|(o, (x, m))| *o = x + m * *o)),
+        None => out
+            .par_chunks_mut(CHUNK)
+            .zip(x.par_chunks(CHUNK))
+            .for_each(|(o, x)| o.iter_mut().zip(x).for_each(|(o, x)| *o += x)),
     }
 }
 
@@ -73,7 +77,11 @@ fn mask_of(mask: &[f32], len: usize) -> Option<&[f32]> {
 
 fn check(x: &Layout, params: &Layout, expect: usize, rows: usize, d: usize, what: &str) -> Result<()> {
     if x.shape().dims() != [rows, d] || params.shape().elem_count() != expect {
-        candle_core::bail!("{what}: expects x [{rows}, {d}] and {expect} packed parameters, got {:?} and {:?}", x.shape(), params.shape());
+        candle_core::bail!(
+            "{what}: expects x [{rows}, {d}] and {expect} packed parameters, got {:?} and {:?}",
+            x.shape(),
+            params.shape()
+        );
     }
     Ok(())
 }
@@ -122,12 +130,22 @@ impl CustomOp3 for AttentionBlock {
     ) -> Result<(CpuStorage, Shape)> {
         let (n, d) = (self.rows, self.d);
         check(lx, lp, self.lens().iter().sum(), n, d, "attention block")?;
-        let (x, p, m) = (f32_slice(sx, lx, "attention block")?, f32_slice(sp, lp, "attention block")?, f32_slice(sm, lm, "attention block")?);
+        let (x, p, m) = (
+            f32_slice(sx, lx, "attention block")?,
+            f32_slice(sp, lp, "attention block")?,
+            f32_slice(sm, lm, "attention block")?,
+        );
         let [ln_w, ln_b, qkv_w, qkv_b, proj_w, proj_b] = split(p, self.lens());
         // SAFETY: each buffer is fully written by the kernel that produces it (`probs`: the blocks
         // attention's backward reads).
         let (mut h, mut qkv, mut probs, mut a, mut out) = unsafe {
-            (output_buffer(n * d), output_buffer(n * 3 * d), output_buffer(self.dims.probs_len()), output_buffer(n * d), output_buffer(n * d))
+            (
+                output_buffer(n * d),
+                output_buffer(n * 3 * d),
+                output_buffer(self.dims.probs_len()),
+                output_buffer(n * d),
+                output_buffer(n * d),
+            )
         };
         layer_norm::forward(x, ln_w, ln_b, &mut h);
         linear::forward_into(&h, qkv_w, qkv_b, &mut qkv);
@@ -138,7 +156,14 @@ impl CustomOp3 for AttentionBlock {
         Ok((CpuStorage::F32(out), Shape::from((n, d))))
     }
 
-    fn bwd(&self, x: &Tensor, p: &Tensor, m: &Tensor, _res: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        x: &Tensor,
+        p: &Tensor,
+        m: &Tensor,
+        _res: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (n, d) = (self.rows, self.d);
         let saved = self.saved.lock().unwrap();
         let Some(s) = saved.as_ref() else { candle_core::bail!("attention block: backward before forward") };
@@ -152,7 +177,8 @@ impl CustomOp3 for AttentionBlock {
                         let mut masked = Vec::new();
                         let dbranch = branch_grad(dy, mask_of(m, n * d), &mut masked);
                         // SAFETY: each buffer is overwritten by the kernel that produces it.
-                        let (mut da, mut dqkv, mut dh) = unsafe { (output_buffer(n * d), output_buffer(n * 3 * d), output_buffer(n * d)) };
+                        let (mut da, mut dqkv, mut dh) =
+                            unsafe { (output_buffer(n * d), output_buffer(n * 3 * d), output_buffer(n * d)) };
                         linear::backward_into(&s.a, proj_w, dbranch, Some((&mut da, false)), d_proj_w, d_proj_b);
                         attention::backward(self.dims, &s.qkv, &s.probs, &da, &mut dqkv);
                         linear::backward_into(&s.h, qkv_w, &dqkv, Some((&mut dh, false)), d_qkv_w, d_qkv_b);
@@ -210,7 +236,8 @@ impl CustomOp3 for MlpBlock {
     ) -> Result<(CpuStorage, Shape)> {
         let (n, d) = (self.rows, self.d);
         check(lx, lp, self.lens().iter().sum(), n, d, "mlp block")?;
-        let (x, p, m) = (f32_slice(sx, lx, "mlp block")?, f32_slice(sp, lp, "mlp block")?, f32_slice(sm, lm, "mlp block")?);
+        let (x, p, m) =
+            (f32_slice(sx, lx, "mlp block")?, f32_slice(sp, lp, "mlp block")?, f32_slice(sm, lm, "mlp block")?);
         let [ln_w, ln_b, fc_w, fc_b, proj_w, proj_b] = split(p, self.lens());
         // SAFETY: each buffer is fully written by the kernel that produces it.
         let (mut h, mut u, mut g, mut out) =
@@ -224,7 +251,14 @@ impl CustomOp3 for MlpBlock {
         Ok((CpuStorage::F32(out), Shape::from((n, d))))
     }
 
-    fn bwd(&self, x: &Tensor, p: &Tensor, m: &Tensor, _res: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        x: &Tensor,
+        p: &Tensor,
+        m: &Tensor,
+        _res: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (n, d) = (self.rows, self.d);
         let saved = self.saved.lock().unwrap();
         let Some(s) = saved.as_ref() else { candle_core::bail!("mlp block: backward before forward") };
@@ -238,7 +272,8 @@ impl CustomOp3 for MlpBlock {
                         let mut masked = Vec::new();
                         let dbranch = branch_grad(dy, mask_of(m, n * d), &mut masked);
                         // SAFETY: each buffer is overwritten by the kernel that produces it.
-                        let (mut dg, mut du, mut dh) = unsafe { (output_buffer(n * 4 * d), output_buffer(n * 4 * d), output_buffer(n * d)) };
+                        let (mut dg, mut du, mut dh) =
+                            unsafe { (output_buffer(n * 4 * d), output_buffer(n * 4 * d), output_buffer(n * d)) };
                         linear::backward_into(&s.g, proj_w, dbranch, Some((&mut dg, false)), d_proj_w, d_proj_b);
                         gelu::backward_into(&s.u, &dg, &mut du);
                         linear::backward_into(&s.h, fc_w, &du, Some((&mut dh, false)), d_fc_w, d_fc_b);
@@ -251,5 +286,97 @@ impl CustomOp3 for MlpBlock {
         })????;
         let dev = x.device();
         Ok((Some(Tensor::from_vec(dx, (n, d), dev)?), Some(Tensor::from_vec(dp, p.elem_count(), dev)?), None))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::attention::causal_attention_ops;
+    use crate::nn::layer_norm::LayerNorm;
+    use crate::nn::linear::linear_ops;
+    use candle_core::{Device, Var};
+
+    /// `max|a − b| / max|b|`
+    fn rel_err(a: &Tensor, b: &Tensor) -> f32 {
+        let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        diff / b.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap()
+    }
+
+    fn var(shape: &[usize], mean: f32, std: f32) -> Var {
+        Var::from_tensor(&Tensor::randn(mean, std, shape, &Device::Cpu).unwrap()).unwrap()
+    }
+
+    /// Runs a sub-block both ways on the same dropout mask and compares the output and every gradient.
+    /// Parameters: norm scale and shift, `[hidden, d]` input projection and bias, `[d, proj_in]` output
+    /// projection and bias.
+    fn compare(
+        hidden: usize,
+        proj_in: usize,
+        fused: impl Fn(&Tensor, &Tensor, &Tensor) -> Tensor,
+        ops: impl Fn(&Tensor, &[Tensor]) -> Tensor,
+    ) {
+        let (b, t, d) = (2, 70, 24);
+        let x = var(&[b * t, d], 0.5, 1.0);
+        let params = [
+            var(&[d], 1.0, 0.2),
+            var(&[d], 0.0, 0.2),
+            var(&[hidden, d], 0.0, 0.3),
+            var(&[hidden], 0.0, 0.1),
+            var(&[d, proj_in], 0.0, 0.3),
+            var(&[d], 0.0, 0.1),
+        ];
+        let all: Vec<Tensor> = params.iter().map(|v| v.as_tensor().clone()).collect();
+        let keep = Tensor::rand(0f32, 1f32, (b * t, d), &Device::Cpu)
+            .unwrap()
+            .ge(0.2)
+            .unwrap()
+            .to_dtype(candle_core::DType::F32)
+            .unwrap();
+        let mask = (keep * 1.25).unwrap();
+        let probe = Tensor::randn(0f32, 1.0, (b * t, d), &Device::Cpu).unwrap();
+        let vars: Vec<&Var> = params.iter().chain([&x]).collect();
+        let run = |y: Tensor| {
+            let g = (&y * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+            (y, vars.iter().map(|v| g.get(v.as_tensor()).unwrap().clone()).collect::<Vec<_>>())
+        };
+        let packed = pack(&all.iter().collect::<Vec<_>>()).unwrap();
+        let (yf, gf) = run(fused(x.as_tensor(), &packed, &mask));
+        let (yo, go) = run((x.as_tensor() + (ops(x.as_tensor(), &all) * &mask).unwrap()).unwrap());
+        assert!(rel_err(&yf, &yo) <= 1e-4, "values: {}", rel_err(&yf, &yo));
+        for (i, (a, b)) in gf.iter().zip(&go).enumerate() {
+            assert!(rel_err(a, b) <= 1e-4, "gradient {i}: {}", rel_err(a, b));
+        }
+    }
+
+    #[test]
+    fn attention_block_matches_ops_with_a_dropout_mask() {
+        let (b, t, d, heads) = (2, 70, 24, 3);
+        compare(
+            3 * d,
+            d,
+            |x, p, m| x.apply_op3(p, m, AttentionBlock::new(b, t, heads, d)).unwrap(),
+            |x, p| {
+                let h = LayerNorm { weight: p[0].clone(), bias: p[1].clone() }.forward_ops(x).unwrap();
+                let qkv = linear_ops(&h, &p[2], &p[3]).unwrap().reshape((b, t, 3 * d)).unwrap();
+                let a = causal_attention_ops(&qkv, heads).unwrap().reshape((b * t, d)).unwrap();
+                linear_ops(&a, &p[4], &p[5]).unwrap()
+            },
+        );
+    }
+
+    #[test]
+    fn mlp_block_matches_ops_with_a_dropout_mask() {
+        let (b, t, d) = (2, 70, 24);
+        compare(
+            4 * d,
+            4 * d,
+            |x, p, m| x.apply_op3(p, m, MlpBlock::new(b * t, d)).unwrap(),
+            |x, p| {
+                let h = LayerNorm { weight: p[0].clone(), bias: p[1].clone() }.forward_ops(x).unwrap();
+                let g = linear_ops(&h, &p[2], &p[3]).unwrap().gelu().unwrap();
+                linear_ops(&g, &p[4], &p[5]).unwrap()
+            },
+        );
     }
 }

@@ -18,10 +18,12 @@
 //! `blocks.{i}.mlp.fc.{weight,bias}`, `blocks.{i}.mlp.proj.{weight,bias}`, `ln_f.{weight,bias}`.
 //! Linear weights are `[out, in]` as in PyTorch.
 //!
-//! Kernels: on CPU, attention and LayerNorm run as fused custom ops with hand-written backward
-//! (`crate::nn::attention`, `crate::nn::layer_norm`); on other devices the same functions are composed
-//! from plain candle ops. Generation (`cache`) feeds one token per step through a key/value cache; when
-//! the context is full the cache slides (see `cache`).
+//! Kernels (`Kernels`): on CPU each residual sub-block (`ln → qkv → causal attention → proj`, and
+//! `ln → fc → GELU → proj`) is one custom op with a hand-written backward (`blocks`), built from the
+//! tested slice kernels in `crate::nn`; on other devices (CUDA) the same function is composed from
+//! plain candle ops, which is also the reference the fused path is tested against. Generation (`cache`)
+//! feeds one token per step through a key/value cache — on CPU in plain f32 Rust (`fast`) — and slides
+//! the window when the context is full.
 
 mod blocks;
 mod cache;
@@ -29,12 +31,12 @@ mod fast;
 
 pub use cache::KvCache;
 
-use blocks::{pack, AttentionBlock, MlpBlock};
 use crate::nn::attention::{attend, causal_attention_ops, merge_heads, split_heads};
 use crate::nn::gelu::gelu_fused;
 use crate::nn::layer_norm::LayerNorm;
 use crate::nn::linear::{linear_fused, linear_ops};
 use anyhow::ensure;
+use blocks::{pack, AttentionBlock, MlpBlock};
 use candle_core::{Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 use serde::{Deserialize, Serialize};
@@ -75,12 +77,13 @@ impl TransformerConfig {
     }
 }
 
-/// Which implementation of attention and LayerNorm the model runs; both compute the same function.
+/// Which implementation the model runs; both compute the same function.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kernels {
-    /// Fused custom ops with hand-written backward (CPU only; the default there).
+    /// Fused custom ops with hand-written backward, and plain-f32 KV-cache decoding (CPU, f32 only;
+    /// the default there).
     Fused,
-    /// Plain candle ops (every device; the default off the CPU).
+    /// Plain candle ops everywhere (every device; the default off the CPU).
     Ops,
 }
 
@@ -191,10 +194,24 @@ impl Block {
     /// The training path on CPU: each residual sub-block as one custom op (see `blocks`).
     fn forward_fused(&self, x: &Tensor, b: usize, heads: usize, dropout: Option<f32>) -> Result<Tensor> {
         let (rows, d) = x.dims2()?;
-        let attn = pack(&[&self.ln1.weight, &self.ln1.bias, &self.qkv.weight, &self.qkv.bias, &self.proj.weight, &self.proj.bias])?;
+        let attn = pack(&[
+            &self.ln1.weight,
+            &self.ln1.bias,
+            &self.qkv.weight,
+            &self.qkv.bias,
+            &self.proj.weight,
+            &self.proj.bias,
+        ])?;
         let mask = residual_mask(x, dropout)?;
         let x = x.contiguous()?.apply_op3(&attn, &mask, AttentionBlock::new(b, rows / b, heads, d))?;
-        let mlp = pack(&[&self.ln2.weight, &self.ln2.bias, &self.fc.weight, &self.fc.bias, &self.fc_proj.weight, &self.fc_proj.bias])?;
+        let mlp = pack(&[
+            &self.ln2.weight,
+            &self.ln2.bias,
+            &self.fc.weight,
+            &self.fc.bias,
+            &self.fc_proj.weight,
+            &self.fc_proj.bias,
+        ])?;
         let mask = residual_mask(&x, dropout)?;
         x.apply_op3(&mlp, &mask, MlpBlock::new(rows, d))
     }
