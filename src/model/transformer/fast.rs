@@ -12,11 +12,42 @@ use candle_core::{Result, Tensor};
 use rayon::prelude::*;
 use std::sync::Arc;
 
+/// A linear layer stored as column panels of `Wᵀ`: for each run of `TILE` outputs, an `[in, TILE]`
+/// row-major block (the last one narrower), blocks back to back. A matrix-vector product then reads
+/// memory strictly sequentially into register-resident accumulators, instead of one horizontally
+/// reduced dot product per output; a batch of rows multiplies each panel with one GEMM.
 struct Linear {
-    /// `Wᵀ`, `[in, out]` row-major: a matrix-vector product then streams rows of it into
-    /// register-resident accumulators instead of reducing one dot product per output.
-    wt: Vec<f32>,
+    panels: Vec<f32>,
+    inputs: usize,
     b: Vec<f32>,
+}
+
+impl Linear {
+    /// From a `[out, in]` weight and its bias.
+    fn new(w: &Tensor, b: Vec<f32>) -> Result<Self> {
+        let (out, inputs) = w.dims2()?;
+        let wt = flat(&w.t()?.contiguous()?)?;
+        let mut panels = Vec::with_capacity(out * inputs);
+        for (start, width) in panels_of(out) {
+            for i in 0..inputs {
+                panels.extend_from_slice(&wt[i * out + start..][..width]);
+            }
+        }
+        Ok(Self { panels, inputs, b })
+    }
+
+    /// `(start, width, panel)` for each panel.
+    fn iter(&self) -> impl Iterator<Item = (usize, usize, &[f32])> {
+        panels_of(self.b.len())
+            .map(move |(start, width)| (start, width, &self.panels[start * self.inputs..][..width * self.inputs]))
+    }
+}
+
+/// Outputs per register tile of `matvec` (8 AVX-512 registers: independent add chains).
+const TILE: usize = 128;
+
+fn panels_of(out: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..out).step_by(TILE).map(move |start| (start, TILE.min(out - start)))
 }
 
 struct Norm {
@@ -48,16 +79,10 @@ fn flat(t: &Tensor) -> Result<Vec<f32>> {
     t.flatten_all()?.to_vec1::<f32>()
 }
 
-/// A `[out, in]` weight as `[in, out]`.
-fn transposed(w: &Tensor) -> Result<Vec<f32>> {
-    flat(&w.t()?.contiguous()?)
-}
-
 impl Weights {
     pub(super) fn snapshot(m: &Transformer) -> Result<Arc<Self>> {
         let norm = |n: &LayerNorm| -> Result<Norm> { Ok(Norm { w: flat(&n.weight)?, b: flat(&n.bias)? }) };
-        let lin =
-            |l: &super::Linear| -> Result<Linear> { Ok(Linear { wt: transposed(&l.weight)?, b: flat(&l.bias)? }) };
+        let lin = |l: &super::Linear| -> Result<Linear> { Linear::new(&l.weight, flat(&l.bias)?) };
         let block = |b: &Block| -> Result<BlockWeights> {
             Ok(BlockWeights {
                 ln1: norm(&b.ln1)?,
@@ -71,7 +96,7 @@ impl Weights {
         Ok(Arc::new(Self {
             cfg: m.cfg.clone(),
             embed: flat(&m.embed)?,
-            head: Linear { wt: transposed(&m.embed)?, b: vec![0.0; m.cfg.vocab] },
+            head: Linear::new(&m.embed, vec![0.0; m.cfg.vocab])?,
             pos: flat(&m.pos)?,
             blocks: m.blocks.iter().map(block).collect::<Result<_>>()?,
             ln_f: norm(&m.ln_f)?,
@@ -79,36 +104,26 @@ impl Weights {
     }
 }
 
-/// Outputs per register tile of `matvec` (8 AVX-512 registers: independent add chains).
-const TILE: usize = 128;
-
 simd_dispatch! {
-    /// `y = x·Wᵀ + b` for one row, from `wt = Wᵀ: [in, out]`.
-    fn matvec(wt: &[f32], x: &[f32], b: &[f32], y: &mut [f32]) {
-        let out = y.len();
-        let mut start = 0;
-        while start < out {
-            let width = TILE.min(out - start);
-            let mut acc = [0f32; TILE];
-            if width == TILE {
-                for (i, &xi) in x.iter().enumerate() {
-                    let w = &wt[i * out + start..][..TILE];
-                    for l in 0..TILE {
-                        acc[l] += xi * w[l];
-                    }
-                }
-            } else {
-                for (i, &xi) in x.iter().enumerate() {
-                    let w = &wt[i * out + start..][..width];
-                    for l in 0..width {
-                        acc[l] += xi * w[l];
-                    }
+    /// `y = x·panel + b` for one row and one `[in, width]` panel (`y`, `b`: the panel's outputs).
+    fn panel_matvec(panel: &[f32], x: &[f32], b: &[f32], y: &mut [f32]) {
+        let mut acc = [0f32; TILE];
+        if y.len() == TILE {
+            for (w, &xi) in panel.chunks_exact(TILE).zip(x) {
+                for l in 0..TILE {
+                    acc[l] += xi * w[l];
                 }
             }
-            for l in 0..width {
-                y[start + l] = acc[l] + b[start + l];
+        } else {
+            let width = y.len();
+            for (w, &xi) in panel.chunks_exact(width).zip(x) {
+                for l in 0..width {
+                    acc[l] += xi * w[l];
+                }
             }
-            start += width;
+        }
+        for ((y, a), b) in y.iter_mut().zip(acc).zip(b) {
+            *y = a + b;
         }
     }
 }
@@ -165,15 +180,36 @@ simd_dispatch! {
 
 /// `y[n×out] = x[n×in] · Wᵀ + b`.
 fn linear(l: &Linear, x: &[f32], n: usize, y: &mut [f32]) {
-    let (inp, out) = (x.len() / n, l.b.len());
+    let (inp, out) = (l.inputs, l.b.len());
     if n == 1 {
-        return matvec(&l.wt, x, &l.b, y);
+        for (start, width, panel) in l.iter() {
+            panel_matvec(panel, x, &l.b[start..start + width], &mut y[start..start + width]);
+        }
+        return;
     }
     for row in y.chunks_exact_mut(out) {
         row.copy_from_slice(&l.b);
     }
-    // SAFETY: the views cover exactly `x` (n×in), `l.wt` (in×out) and `y` (n×out).
-    unsafe { matmul(n, out, inp, y.as_mut_ptr(), out, true, x.as_ptr(), inp, 1, l.wt.as_ptr(), out, 1, 1.0) }
+    for (start, width, panel) in l.iter() {
+        // SAFETY: `x` is n×in, the panel in×width, and `y`'s columns start..start+width of n rows.
+        unsafe {
+            matmul(
+                n,
+                width,
+                inp,
+                y.as_mut_ptr().add(start),
+                out,
+                true,
+                x.as_ptr(),
+                inp,
+                1,
+                panel.as_ptr(),
+                width,
+                1,
+                1.0,
+            )
+        }
+    }
 }
 
 /// One stream's cached keys and values per layer: keys transposed, `[H][hd][context]`, so a query's
@@ -263,6 +299,6 @@ impl StreamKv {
         }
         let last = &x[(n - 1) * d..];
         layer_norm_rows(last, &w.ln_f.w, &w.ln_f.b, &mut h[..d]);
-        matvec(&w.head.wt, &h[..d], &w.head.b, logits);
+        linear(&w.head, &h[..d], 1, logits);
     }
 }
