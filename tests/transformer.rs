@@ -51,6 +51,20 @@ fn forward_rejects_windows_longer_than_the_context() {
 }
 
 #[test]
+fn step_rejects_bad_tokens_and_batch_sizes() {
+    let c = cfg();
+    for kernels in [Kernels::Fused, Kernels::Ops] {
+        let (_vm, m) = model(&c, kernels);
+        let mut cache = m.new_cache(2);
+        let bad = Tensor::new(&[0u32, c.vocab as u32], &Device::Cpu).unwrap();
+        let e = m.step(&bad, &mut cache).unwrap_err().to_string();
+        assert!(e.contains("outside the vocabulary"), "{kernels:?}: {e}");
+        assert!(m.step(&Tensor::new(&[1u32], &Device::Cpu).unwrap(), &mut cache).is_err());
+        assert_eq!(cache.len(), 0);
+    }
+}
+
+#[test]
 fn changing_a_future_token_leaves_earlier_logits_unchanged() {
     let c = cfg();
     for kernels in [Kernels::Fused, Kernels::Ops] {
@@ -98,28 +112,39 @@ fn fused_kernels_match_the_op_level_model_in_values_and_gradients() {
 /// last `context/2` tokens kept at the slide plus those fed since.
 #[test]
 fn kv_cache_steps_reproduce_forward_including_after_sliding() {
-    let c = cfg();
-    for kernels in [Kernels::Fused, Kernels::Ops] {
-        let (_vm, m) = model(&c, kernels);
-        let batch = 2;
-        let n = 3 * c.context + 3;
-        let streams: Vec<Vec<u32>> = (0..batch).map(|s| tokens(n, c.vocab, 10 + s)).collect();
-        let mut cache = m.new_cache(batch);
-        for i in 0..n {
-            let ids: Vec<u32> = streams.iter().map(|s| s[i]).collect();
-            let logits = m.step(&Tensor::new(ids.as_slice(), &Device::Cpu).unwrap(), &mut cache).unwrap();
-            let len = cache.len();
-            let expect_len =
-                if i < c.context { i + 1 } else { c.context / 2 + 1 + (i - c.context) % (c.context - c.context / 2) };
-            assert_eq!(len, expect_len, "cache length after {} tokens", i + 1);
-            for (s, stream) in streams.iter().enumerate() {
-                assert_eq!(cache.window(s), &stream[i + 1 - len..=i], "window of stream {s}");
-            }
-            let window: Vec<u32> = (0..batch).flat_map(|s| cache.window(s).to_vec()).collect();
-            let full = m.forward(&Tensor::from_vec(window, (batch, len), &Device::Cpu).unwrap(), false).unwrap();
-            let last = full.narrow(1, len - 1, 1).unwrap().squeeze(1).unwrap();
-            let err = rel_err(&logits, &last);
-            assert!(err <= 1e-4, "{kernels:?}: step {i} (cache len {len}) differs from forward by {err}");
+    // Context 1 keeps nothing when it slides; 2 keeps one token; 10 the general case.
+    for context in [1, 2, 10] {
+        let c = TransformerConfig { context, ..cfg() };
+        for kernels in [Kernels::Fused, Kernels::Ops] {
+            check_cache(&c, kernels);
         }
+    }
+}
+
+fn check_cache(c: &TransformerConfig, kernels: Kernels) {
+    let (_vm, m) = model(c, kernels);
+    let batch = 2;
+    let n = 3 * c.context + 3;
+    let streams: Vec<Vec<u32>> = (0..batch).map(|s| tokens(n, c.vocab, 10 + s)).collect();
+    let mut cache = m.new_cache(batch);
+    for i in 0..n {
+        let ids: Vec<u32> = streams.iter().map(|s| s[i]).collect();
+        let logits = m.step(&Tensor::new(ids.as_slice(), &Device::Cpu).unwrap(), &mut cache).unwrap();
+        let len = cache.len();
+        let expect_len =
+            if i < c.context { i + 1 } else { c.context / 2 + 1 + (i - c.context) % (c.context - c.context / 2) };
+        assert_eq!(len, expect_len, "cache length after {} tokens", i + 1);
+        for (s, stream) in streams.iter().enumerate() {
+            assert_eq!(cache.window(s), &stream[i + 1 - len..=i], "window of stream {s}");
+        }
+        let window: Vec<u32> = (0..batch).flat_map(|s| cache.window(s).to_vec()).collect();
+        let full = m.forward(&Tensor::from_vec(window, (batch, len), &Device::Cpu).unwrap(), false).unwrap();
+        let last = full.narrow(1, len - 1, 1).unwrap().squeeze(1).unwrap();
+        let err = rel_err(&logits, &last);
+        assert!(
+            err <= 1e-4,
+            "{kernels:?}: context {}: step {i} (cache len {len}) differs from forward by {err}",
+            c.context
+        );
     }
 }

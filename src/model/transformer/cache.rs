@@ -84,6 +84,9 @@ impl Transformer {
         if ids.len() != cache.batch {
             candle_core::bail!("the cache holds {} streams but step got {} tokens", cache.batch, ids.len());
         }
+        if let Some(&t) = ids.iter().find(|&&t| t as usize >= self.cfg.vocab) {
+            candle_core::bail!("token {t} is outside the vocabulary of {}", self.cfg.vocab);
+        }
         if cache.len() == self.cfg.context {
             self.slide(cache)?;
         }

@@ -37,7 +37,7 @@ use crate::nn::layer_norm::LayerNorm;
 use crate::nn::linear::{linear_fused, linear_ops};
 use anyhow::ensure;
 use blocks::{pack, AttentionBlock, MlpBlock};
-use candle_core::{Result, Tensor};
+use candle_core::{DType, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 use serde::{Deserialize, Serialize};
 
@@ -260,15 +260,16 @@ impl Transformer {
             pos: vb.get_with_hints((cfg.context, cfg.dim), "pos.weight", emb)?,
             blocks: (0..cfg.layers).map(|i| Block::new(vb.pp(format!("blocks.{i}")), cfg)).collect::<Result<_>>()?,
             ln_f: LayerNorm::new(vb.pp("ln_f"), cfg.dim)?,
-            kernels: if vb.device().is_cpu() { Kernels::Fused } else { Kernels::Ops },
+            // The fused kernels are f32-only; other dtypes take the op-level path.
+            kernels: if vb.device().is_cpu() && vb.dtype() == DType::F32 { Kernels::Fused } else { Kernels::Ops },
             no_bias: Tensor::zeros(cfg.vocab, vb.dtype(), vb.device())?,
         })
     }
 
     /// Chooses the kernels (tests and benchmarks compare them); fused ones exist on CPU only.
     pub fn with_kernels(mut self, kernels: Kernels) -> Result<Self> {
-        if kernels == Kernels::Fused && !self.embed.device().is_cpu() {
-            candle_core::bail!("the fused transformer kernels run on CPU only");
+        if kernels == Kernels::Fused && !(self.embed.device().is_cpu() && self.embed.dtype() == DType::F32) {
+            candle_core::bail!("the fused transformer kernels run on CPU in f32 only");
         }
         self.kernels = kernels;
         Ok(self)
