@@ -158,19 +158,19 @@ impl Block {
     /// the new keys and values are appended to the cache; without, they start at position 0.
     fn forward(
         &self,
-        k: Kernels,
+        kernels: Kernels,
         x: &Tensor,
         b: usize,
         heads: usize,
         dropout: Option<f32>,
         kv: Option<&mut LayerKv>,
     ) -> Result<Tensor> {
-        if k == Kernels::Fused && kv.is_none() {
+        if kernels == Kernels::Fused && kv.is_none() {
             return self.forward_fused(x, b, heads, dropout);
         }
         let (rows, d) = x.dims2()?;
         let t = rows / b;
-        let qkv = k.linear(&self.qkv, &k.layer_norm(&self.ln1, x)?)?.reshape((b, t, 3 * d))?;
+        let qkv = kernels.linear(&self.qkv, &kernels.layer_norm(&self.ln1, x)?)?.reshape((b, t, 3 * d))?;
         let y = match kv {
             None => causal_attention_ops(&qkv, heads)?,
             Some(slot) => {
@@ -184,9 +184,9 @@ impl Block {
                 merge_heads(&y)?
             }
         };
-        let x = (x + drop(&k.linear(&self.proj, &y.reshape((rows, d))?)?, dropout)?)?;
-        let h = k.gelu(&k.linear(&self.fc, &k.layer_norm(&self.ln2, &x)?)?)?;
-        x + drop(&k.linear(&self.fc_proj, &h)?, dropout)?
+        let x = (x + drop(&kernels.linear(&self.proj, &y.reshape((rows, d))?)?, dropout)?)?;
+        let h = kernels.gelu(&kernels.linear(&self.fc, &kernels.layer_norm(&self.ln2, &x)?)?)?;
+        x + drop(&kernels.linear(&self.fc_proj, &h)?, dropout)?
     }
 }
 
