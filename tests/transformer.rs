@@ -51,7 +51,7 @@ fn forward_rejects_windows_longer_than_the_context() {
 }
 
 #[test]
-fn step_rejects_bad_tokens_and_batch_sizes() {
+fn step_rejects_bad_tokens_and_batch_sizes_and_accepts_empty_batches() {
     let c = cfg();
     for kernels in [Kernels::Fused, Kernels::Ops] {
         let (_vm, m) = model(&c, kernels);
@@ -61,6 +61,12 @@ fn step_rejects_bad_tokens_and_batch_sizes() {
         assert!(e.contains("outside the vocabulary"), "{kernels:?}: {e}");
         assert!(m.step(&Tensor::new(&[1u32], &Device::Cpu).unwrap(), &mut cache).is_err());
         assert_eq!(cache.len(), 0);
+        // An empty batch is not an error.
+        let none = Tensor::zeros((0, 3), DType::U32, &Device::Cpu).unwrap();
+        assert_eq!(m.forward(&none, false).unwrap().dims(), &[0, 3, c.vocab]);
+        let mut empty = m.new_cache(0);
+        let step = m.step(&Tensor::zeros(0, DType::U32, &Device::Cpu).unwrap(), &mut empty).unwrap();
+        assert_eq!(step.dims(), &[0, c.vocab]);
     }
 }
 

@@ -87,6 +87,9 @@ impl Transformer {
         if let Some(&t) = ids.iter().find(|&&t| t as usize >= self.cfg.vocab) {
             candle_core::bail!("token {t} is outside the vocabulary of {}", self.cfg.vocab);
         }
+        if cache.batch == 0 {
+            return Tensor::zeros((0, self.cfg.vocab), self.embed.dtype(), self.embed.device());
+        }
         if cache.len() == self.cfg.context {
             self.slide(cache)?;
         }

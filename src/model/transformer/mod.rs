@@ -289,6 +289,9 @@ impl Transformer {
         if t == 0 || t > self.cfg.context {
             candle_core::bail!("the transformer takes 1 to {} positions, got {t}", self.cfg.context);
         }
+        if b == 0 {
+            return Tensor::zeros((0, t, self.cfg.vocab), self.embed.dtype(), self.embed.device());
+        }
         let dropout = train.then_some(self.cfg.dropout);
         let mut x = drop(&self.embed_at(tokens, 0)?, dropout)?;
         for block in &self.blocks {
