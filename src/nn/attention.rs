@@ -10,7 +10,7 @@
 
 pub(crate) mod fused;
 
-use candle_core::{Device, Result, Tensor, D};
+use candle_core::{DType, Device, Result, Tensor, D};
 
 /// Splits `qkv: [B, T, 3·D]` into `q, k, v`, each `[B, H, T, D/H]` and contiguous.
 pub fn split_heads(qkv: &Tensor, heads: usize) -> Result<(Tensor, Tensor, Tensor)> {
@@ -47,10 +47,10 @@ pub fn causal_attention_ops(qkv: &Tensor, heads: usize) -> Result<Tensor> {
     merge_heads(&attend(&q, &k, &v)?)
 }
 
-/// The fused CPU kernel when `qkv` lives on the CPU, the op-level composition elsewhere.
+/// The fused kernel for f32 on CPU, the op-level composition otherwise.
 pub fn causal_attention(qkv: &Tensor, heads: usize) -> Result<Tensor> {
     match qkv.device() {
-        Device::Cpu => causal_attention_fused(qkv, heads),
+        Device::Cpu if qkv.dtype() == DType::F32 => causal_attention_fused(qkv, heads),
         _ => causal_attention_ops(qkv, heads),
     }
 }

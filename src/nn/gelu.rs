@@ -4,16 +4,17 @@
 //! the fused CPU op does forward and backward in one vectorised pass each.
 
 use crate::nn::cpu::{exp, f32_slice, output_buffer, simd_dispatch, with_f32};
-use candle_core::{CpuStorage, CustomOp1, Device, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 const CHUNK: usize = 16 * 1024;
 const SQRT_2_OVER_PI: f32 = 0.797_884_6;
 const C: f32 = 0.044_715;
 
+/// The fused op for f32 on CPU, candle's `gelu` otherwise.
 pub fn gelu(x: &Tensor) -> Result<Tensor> {
     match x.device() {
-        Device::Cpu => gelu_fused(x),
+        Device::Cpu if x.dtype() == DType::F32 => gelu_fused(x),
         _ => x.gelu(),
     }
 }

@@ -7,7 +7,7 @@
 
 pub(crate) mod fused;
 
-use candle_core::{Device, Result, Tensor, D};
+use candle_core::{DType, Device, Result, Tensor, D};
 use candle_nn::VarBuilder;
 
 pub const EPS: f64 = 1e-5;
@@ -28,10 +28,10 @@ impl LayerNorm {
         })
     }
 
-    /// Normalises `x: [.., D]`: the fused kernel on CPU, the op-level composition elsewhere.
+    /// Normalises `x: [.., D]`: the fused kernel for f32 on CPU, the op-level composition otherwise.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match x.device() {
-            Device::Cpu => self.forward_fused(x),
+            Device::Cpu if x.dtype() == DType::F32 => self.forward_fused(x),
             _ => self.forward_ops(x),
         }
     }

@@ -6,13 +6,13 @@
 //! pass, straight into contiguous buffers.
 
 use crate::nn::cpu::{f32_slice, matmul_par, output_buffer, with_f32};
-use candle_core::{CpuStorage, CustomOp3, Device, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-/// `x: [N, in]` → `[N, out]`: the fused op on CPU, the op-level composition elsewhere.
+/// `x: [N, in]` → `[N, out]`: the fused op for f32 on CPU, the op-level composition otherwise.
 pub fn linear(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
     match x.device() {
-        Device::Cpu => linear_fused(x, w, b),
+        Device::Cpu if x.dtype() == DType::F32 => linear_fused(x, w, b),
         _ => linear_ops(x, w, b),
     }
 }
