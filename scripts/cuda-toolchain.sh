@@ -1,33 +1,29 @@
 #!/usr/bin/env bash
-# Installs a CUDA compiler (nvcc) and the runtime headers from PyPI into a private prefix, so
-# `cargo build --release --features cuda` works on a machine without a system CUDA toolkit — even one
-# without a GPU (the binary then only reports that no GPU is found). Prints the variables to export.
+# Installs a CUDA 13 compiler (nvcc, cicc, ptxas) and the runtime headers from PyPI into a private
+# prefix, so `cargo build --release --features cuda` works on a machine without a system CUDA
+# toolkit — even one without a GPU. Prints the variables to export.
 #
 #   eval "$(scripts/cuda-toolchain.sh)"        # then: cargo build --release --features cuda
 #
 # With a normal CUDA install (nvcc on PATH, CUDA_HOME set) none of this is needed: just build with
-# `--features cuda`.
+# `--features cuda`. (PyPI's CUDA 12 `nvidia-cuda-nvcc-cu12` wheels carry only ptxas, not nvcc; the
+# CUDA 13 wheels carry the whole compiler, in one tree under nvidia/cu13.)
 set -euo pipefail
-PREFIX="${GEN_CUDA_PREFIX:-$HOME/.cache/gen-cuda}"
-CUDA_MAJOR="${GEN_CUDA_MAJOR:-12}"
-if [ ! -x "$PREFIX/nvidia/cuda_nvcc/bin/nvcc" ]; then
+PREFIX="${GEN_CUDA_PREFIX:-$HOME/.cache/gen-cuda13}"
+VERSION="${GEN_CUDA_VERSION:-13.0.*}"
+HOME_DIR="$PREFIX/nvidia/cu13"
+if [ ! -x "$HOME_DIR/bin/nvcc" ]; then
   python3 -m pip install --quiet --target "$PREFIX" \
-    "nvidia-cuda-nvcc-cu${CUDA_MAJOR}" "nvidia-cuda-runtime-cu${CUDA_MAJOR}" "nvidia-cuda-cccl-cu${CUDA_MAJOR}" >&2
+    "nvidia-cuda-nvcc==$VERSION" "nvidia-cuda-crt==$VERSION" "nvidia-nvvm==$VERSION" \
+    "nvidia-cuda-runtime==$VERSION" "nvidia-cuda-cccl==$VERSION" >&2
 fi
-NVCC_DIR="$PREFIX/nvidia/cuda_nvcc"
-RT_DIR="$PREFIX/nvidia/cuda_runtime"
-[ -x "$NVCC_DIR/bin/nvcc" ] || { echo "error: no nvcc under $NVCC_DIR after install" >&2; exit 1; }
-# nvcc looks for headers and libraries relative to CUDA_HOME; merge the wheels into one tree.
-HOME_DIR="$PREFIX/cuda-home"
-mkdir -p "$HOME_DIR/include" "$HOME_DIR/lib64" "$HOME_DIR/bin"
-for d in "$NVCC_DIR" "$RT_DIR" "$PREFIX/nvidia/cuda_cccl"; do
-  [ -d "$d/include" ] && cp -rsf "$d/include/." "$HOME_DIR/include/" 2>/dev/null || true
-  [ -d "$d/lib" ] && cp -rsf "$d/lib/." "$HOME_DIR/lib64/" 2>/dev/null || true
-done
-cp -rsf "$NVCC_DIR/bin/." "$HOME_DIR/bin/" 2>/dev/null || true
-[ -d "$NVCC_DIR/nvvm" ] && ln -sfn "$NVCC_DIR/nvvm" "$HOME_DIR/nvvm"
+[ -x "$HOME_DIR/bin/nvcc" ] || { echo "error: no nvcc under $HOME_DIR after the install" >&2; exit 1; }
+# The wheels ship lib/ where nvcc's profile expects lib64/.
+[ -e "$HOME_DIR/lib64" ] || ln -s lib "$HOME_DIR/lib64"
+"$HOME_DIR/bin/nvcc" --version >&2
 echo "export CUDA_HOME=\"$HOME_DIR\""
 echo "export CUDA_PATH=\"$HOME_DIR\""
 echo "export PATH=\"$HOME_DIR/bin:\$PATH\""
+# The GPU generation to compile kernels for when no GPU can be queried (90 = Hopper, e.g. H100/H200).
 echo "export CUDA_COMPUTE_CAP=\"\${CUDA_COMPUTE_CAP:-90}\""
-echo "export LD_LIBRARY_PATH=\"$HOME_DIR/lib64:\${LD_LIBRARY_PATH:-}\""
+echo "export LD_LIBRARY_PATH=\"$HOME_DIR/lib:\${LD_LIBRARY_PATH:-}\""
