@@ -16,7 +16,7 @@ struct Cli {
 enum Command {
     /// Read a recipe corpus and report what training would see (recipes, drops, vocabulary, split).
     Corpus(cli::corpus::CorpusArgs),
-    /// Train a character-level LSTM/GRU/RNN on a recipe corpus (resumable checkpoints, validation bpc).
+    /// Train a character-level LSTM/GRU/RNN or transformer on a recipe corpus (resumable, validation bpc).
     TrainRecipes(cli::train::TrainArgs),
     /// Bits per character of a checkpoint on a recipe corpus.
     Eval(cli::eval::EvalArgs),
