@@ -16,7 +16,7 @@ struct Cli {
 enum Command {
     /// Read a recipe corpus and report what training would see (recipes, drops, vocabulary, split).
     Corpus(cli::corpus::CorpusArgs),
-    /// Train a character-level LSTM/GRU/RNN on a recipe corpus (resumable checkpoints, validation bpc).
+    /// Train a character-level LSTM/GRU/RNN or transformer on a recipe corpus (resumable, validation bpc).
     TrainRecipes(cli::train::TrainArgs),
     /// Bits per character of a checkpoint on a recipe corpus.
     Eval(cli::eval::EvalArgs),
@@ -32,7 +32,27 @@ enum Command {
     TauRnn(cli::tau_rnn::TauRnnArgs),
 }
 
+/// glibc returns freed memory to the OS and faults it back in on the next training step; raising the
+/// trim and mmap thresholds keeps the per-step buffers in the heap (measured: ~15% of a step).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn keep_freed_memory() {
+    extern "C" {
+        fn mallopt(param: i32, value: i32) -> i32;
+    }
+    const M_TRIM_THRESHOLD: i32 = -1;
+    const M_MMAP_THRESHOLD: i32 = -3;
+    // SAFETY: mallopt only adjusts allocator tunables; called before any other thread exists.
+    unsafe {
+        mallopt(M_TRIM_THRESHOLD, 512 << 20);
+        mallopt(M_MMAP_THRESHOLD, 256 << 20);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn keep_freed_memory() {}
+
 fn main() {
+    keep_freed_memory();
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Corpus(a) => cli::corpus::run(a),

@@ -20,7 +20,7 @@ fn model(cfg: fn(RnnConfig) -> ModelConfig) -> Checkpoint {
 fn fast_stepper_matches_candle_ops() {
     for cfg in [ModelConfig::Lstm as fn(RnnConfig) -> ModelConfig, ModelConfig::Gru, ModelConfig::Rnn] {
         let ck = model(cfg);
-        let CharModel::Rnn(m) = &ck.model;
+        let CharModel::Rnn(m) = &ck.model else { unreachable!("built as an RNN") };
         let dev = Device::Cpu;
         let mut fast = Stepper::new(&ck.model, 2, &dev).unwrap();
         assert!(matches!(fast, Stepper::FastRnn(..)));

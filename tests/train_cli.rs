@@ -104,3 +104,61 @@ fn ctrl_c_saves_a_resumable_checkpoint() {
     assert!(state["step"].as_u64().unwrap() >= 3);
     ok(&["train-recipes", "--data", &data, "--resume", out.to_str().unwrap(), "--steps", &(state["step"].as_u64().unwrap() + 2).to_string()]);
 }
+
+#[test]
+fn diverging_training_stops_and_keeps_the_last_good_checkpoint() {
+    let data = fixture("recipes_small.json");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("nan");
+    let o = out.to_str().unwrap();
+    let err = fails(
+        &["train-recipes", "--data", &data, "--out", o, "--hidden", "16", "--embed", "8", "--batch", "4", "--seq", "16",
+          "--steps", "50", "--lr", "1e12", "--clip", "0", "--warmup", "0", "--eval-every", "2"],
+        &["NaN", "last good checkpoint"],
+    );
+    let state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("train_state.json")).unwrap()).unwrap();
+    assert!(err.contains(&format!("from step {}", state["step"])), "{err}");
+    // What was kept still evaluates to a finite number.
+    let v: serde_json::Value = serde_json::from_str(&ok(&["eval", "--checkpoint", o, "--data", &data, "--json"])).unwrap();
+    assert!(v["bpc"].as_f64().unwrap().is_finite());
+}
+
+#[test]
+fn transformer_trains_resumes_exactly_and_samples_past_its_context() {
+    let data = fixture("recipes_small.json");
+    let tmp = tempfile::tempdir().unwrap();
+    let (full, part) = (tmp.path().join("full"), tmp.path().join("part"));
+    let (full_s, part_s) = (full.to_str().unwrap(), part.to_str().unwrap());
+    let args = |out: &'static str| -> Vec<String> {
+        ["train-recipes", "--data", &data, "--out", out, "--arch", "transformer", "--dim", "16", "--heads", "2",
+         "--layers", "2", "--context", "32", "--batch", "4", "--dropout", "0.1", "--log-every", "1",
+         "--eval-every", "3", "--warmup", "2", "--val-fraction", "0.1"]
+            .iter().map(|s| s.to_string()).collect()
+    };
+    let run = |out: &str, extra: &[&str]| {
+        let mut a = args("OUT");
+        a.iter_mut().filter(|s| *s == "OUT").for_each(|s| *s = out.to_string());
+        a.extend(extra.iter().map(|s| s.to_string()));
+        ok(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    };
+    run(full_s, &["--steps", "6"]);
+    run(part_s, &["--steps", "3", "--decay-steps", "6"]);
+    ok(&["train-recipes", "--data", &data, "--resume", part_s, "--steps", "6", "--log-every", "1", "--eval-every", "3"]);
+    assert_eq!(train_bpcs(&full), train_bpcs(&part));
+    assert_eq!(train_bpcs(&full).len(), 6);
+
+    // A prime longer than the context slides instead of failing; generation runs past the context.
+    let prime = "Title: A very long title that is much longer than thirty-two characters\n";
+    ok(&["sample", "--checkpoint", full_s, "--prime", prime, "--max-chars", "100", "--seed", "1"]);
+    let v: serde_json::Value = serde_json::from_str(&ok(&["eval", "--checkpoint", full_s, "--data", &data, "--json"])).unwrap();
+    assert!(v["bpc"].as_f64().unwrap().is_finite());
+
+    fails(&["train-recipes", "--data", &data, "--resume", full_s, "--arch", "lstm"], &["--arch"]);
+    fails(&["train-recipes", "--data", &data, "--resume", full_s, "--context", "64"], &["--context"]);
+    let o = tmp.path().join("x");
+    let o = o.to_str().unwrap();
+    fails(&["train-recipes", "--data", &data, "--out", o, "--arch", "transformer", "--dim", "30", "--heads", "4"], &["--heads", "--dim"]);
+    fails(&["train-recipes", "--data", &data, "--out", o, "--arch", "transformer", "--seq", "64"], &["--seq"]);
+    fails(&["train-recipes", "--data", &data, "--out", o, "--arch", "transformer", "--hidden", "64"], &["--hidden", "--dim"]);
+    fails(&["train-recipes", "--data", &data, "--out", o, "--arch", "lstm", "--heads", "2"], &["--heads"]);
+}

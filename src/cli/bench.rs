@@ -36,7 +36,7 @@ pub struct BenchTrainArgs {
     /// Streams per batch.
     #[arg(long, default_value_t = 32)]
     pub batch: usize,
-    /// Characters per stream per step.
+    /// Characters per stream per step (the transformer uses its --context).
     #[arg(long, default_value_t = 128)]
     pub seq: usize,
     /// Timed steps (after 3 warm-up steps).
@@ -107,15 +107,16 @@ fn train(a: &BenchTrainArgs) -> Result<()> {
         None => {
             let tok = synthetic_tokenizer(a.vocab)?;
             let mut rng = Rng::new(1);
-            let need = (a.batch * (a.seq + 1) * (a.steps + 4)) / 1000 + 1;
+            let need = (a.batch * (a.seq.max(1024) + 1) * (a.steps + 4)) / 1000 + 1;
             let docs = (0..need).map(|_| (0..999).map(|_| 2 + rng.below(a.vocab as u64 - 2) as u32).collect()).collect();
             (tok, docs)
         }
     };
     let cfg = a.model.config(tok.vocab_size())?;
+    let seq = cfg.context().unwrap_or(a.seq);
     let describe = cfg.describe();
     let ckpt = Checkpoint::init(cfg, tok, &device, 1)?;
-    let mut streams = Streams::new(docs, a.batch, a.seq, 1)?;
+    let mut streams = Streams::new(docs, a.batch, seq, 1)?;
     let mut opt = AdamW::new(ckpt.named_vars(), AdamWConfig::default())?;
     let mut carry = ckpt.model.initial_carry(a.batch, &device)?;
     let mut rng = Rng::new(2);
@@ -123,10 +124,10 @@ fn train(a: &BenchTrainArgs) -> Result<()> {
     let vocab = ckpt.config.vocab();
     let mut step = |i: usize| -> Result<f32> {
         let (x, y) = streams.batch(0, i as u64 % wpe);
-        let x = candle_core::Tensor::from_vec(x, (a.batch, a.seq), &device)?;
-        let y = candle_core::Tensor::from_vec(y, a.batch * a.seq, &device)?;
+        let x = candle_core::Tensor::from_vec(x, (a.batch, seq), &device)?;
+        let y = candle_core::Tensor::from_vec(y, a.batch * seq, &device)?;
         let (logits, next) = ckpt.model.forward_window(&x, &carry, Some(&mut rng))?;
-        let loss = candle_nn::loss::cross_entropy(&logits.reshape((a.batch * a.seq, vocab))?, &y)?;
+        let loss = gen::nn::cross_entropy::cross_entropy(&logits.reshape((a.batch * seq, vocab))?, &y)?;
         let grads = loss.backward()?;
         opt.step(&grads, 1e-3, 5.0)?;
         carry = next.detach();
@@ -142,11 +143,11 @@ fn train(a: &BenchTrainArgs) -> Result<()> {
     }
     device.synchronize()?;
     let secs = t0.elapsed().as_secs_f64();
-    let chars = (a.steps * a.batch * a.seq) as f64;
+    let chars = (a.steps * a.batch * seq) as f64;
     println!(
         "{}",
         json!({
-            "bench": "train", "model": describe, "params": ckpt.num_params(), "batch": a.batch, "seq": a.seq,
+            "bench": "train", "model": describe, "params": ckpt.num_params(), "batch": a.batch, "seq": seq,
             "steps": a.steps, "seconds": secs, "train_chars_per_s": chars / secs, "ms_per_step": 1e3 * secs / a.steps as f64,
             "last_loss": last, "peak_rss_mb": peak_rss_mb(), "device": a.device,
         })

@@ -1,9 +1,8 @@
 //! `gen judge`: sample N recipes and measure structure, novelty, repetition and coherence.
 
-use super::sample::SamplingArgs;
-use anyhow::{bail, Result};
+use super::sample::{Prepared, SamplingArgs};
+use anyhow::Result;
 use clap::Args;
-use gen::checkpoint::Checkpoint;
 use gen::corpus::{self, Format};
 use gen::judge::{judge, titles_of};
 use std::path::PathBuf;
@@ -24,18 +23,7 @@ pub struct JudgeArgs {
 }
 
 pub fn run(args: &JudgeArgs) -> Result<()> {
-    if args.count == 0 {
-        bail!("--count must be at least 1");
-    }
-    let s = &args.sampling;
-    let settings = s.settings();
-    settings.validate()?;
-    let device = gen::device::parse(&s.device)?;
-    let ckpt = Checkpoint::load(&s.checkpoint, &device)?;
-    let prime = match s.prime_text() {
-        Some(p) => gen::sample::encode_prime(&ckpt.tokenizer, &p)?,
-        None => Vec::new(),
-    };
+    let Prepared { settings, device, ckpt, prime } = args.sampling.prepare(args.count)?;
     let titles = if args.data.exists() {
         Some(titles_of(&corpus::read(&args.data, Format::Auto)?.docs))
     } else {

@@ -57,13 +57,37 @@ impl SamplingArgs {
         SampleSettings { temperature: self.temperature, top_k: self.top_k, top_p: self.top_p, seed, max_chars: self.max_chars, stop_at_eor: true }
     }
 
-    pub fn prime_text(&self) -> Option<String> {
+    /// Everything a sampling command needs: validated settings, the device, the checkpoint, and the
+    /// prime's token ids (checked against the vocabulary).
+    pub fn prepare(&self, count: usize) -> Result<Prepared> {
+        if count == 0 {
+            bail!("--count must be at least 1");
+        }
+        let settings = self.settings();
+        settings.validate()?;
+        let device = gen::device::parse(&self.device)?;
+        let ckpt = Checkpoint::load(&self.checkpoint, &device)?;
+        let prime = match self.prime_text() {
+            Some(p) => sample::encode_prime(&ckpt.tokenizer, &p)?,
+            None => Vec::new(),
+        };
+        Ok(Prepared { settings, device, ckpt, prime })
+    }
+
+    fn prime_text(&self) -> Option<String> {
         match (&self.prime, &self.title) {
             (Some(p), _) => Some(p.clone()),
             (None, Some(t)) => Some(format!("Title: {t}\n")),
             (None, None) => None,
         }
     }
+}
+
+pub struct Prepared {
+    pub settings: SampleSettings,
+    pub device: candle_core::Device,
+    pub ckpt: Checkpoint,
+    pub prime: Vec<u32>,
 }
 
 #[derive(Args, Debug)]
@@ -79,18 +103,7 @@ pub struct SampleArgs {
 }
 
 pub fn run(args: &SampleArgs) -> Result<()> {
-    if args.count == 0 {
-        bail!("--count must be at least 1");
-    }
-    let s = &args.sampling;
-    let settings = s.settings();
-    settings.validate()?;
-    let device = gen::device::parse(&s.device)?;
-    let ckpt = Checkpoint::load(&s.checkpoint, &device)?;
-    let prime = match s.prime_text() {
-        Some(p) => sample::encode_prime(&ckpt.tokenizer, &p)?,
-        None => Vec::new(),
-    };
+    let Prepared { settings, device, ckpt, prime } = args.sampling.prepare(args.count)?;
     let stream_live = args.format == OutputFormat::Text;
     let mut stdout = std::io::stdout().lock();
     // Stream 0 is printed as it is generated; the others when the batch is done.

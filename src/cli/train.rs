@@ -6,6 +6,7 @@ use gen::checkpoint::{self, Checkpoint};
 use gen::corpus::Format;
 use gen::duration::parse_duration;
 use gen::model::rnn_lm::RnnConfig;
+use gen::model::transformer::TransformerConfig;
 use gen::model::ModelConfig;
 use gen::train::data;
 use gen::train::streams::Streams;
@@ -19,6 +20,8 @@ pub enum Arch {
     Gru,
     /// Elman RNN (tanh).
     Rnn,
+    /// Decoder-only transformer (pre-norm, learned positions, tied head).
+    Transformer,
 }
 
 /// Model shape flags, shared with `gen bench`.
@@ -27,34 +30,65 @@ pub struct ModelArgs {
     /// Architecture [default: lstm]
     #[arg(long, value_enum)]
     pub arch: Option<Arch>,
-    /// Character embedding size [default: 64]
+    /// Character embedding size (recurrent models) [default: 64]
     #[arg(long)]
     pub embed: Option<usize>,
     /// Hidden units per recurrent layer [default: 256]
     #[arg(long)]
     pub hidden: Option<usize>,
-    /// Recurrent layers [default: 1]
+    /// Layers [default: 1 for recurrent models, 4 for the transformer]
     #[arg(long)]
     pub layers: Option<usize>,
-    /// Dropout between layers [default: 0]
+    /// Dropout (between recurrent layers; on embeddings and residual branches of the transformer) [default: 0]
     #[arg(long)]
     pub dropout: Option<f32>,
+    /// Transformer width [default: 128]
+    #[arg(long)]
+    pub dim: Option<usize>,
+    /// Transformer attention heads; must divide --dim [default: 4]
+    #[arg(long)]
+    pub heads: Option<usize>,
+    /// Transformer context (block size): characters it attends over, and its training window [default: 256]
+    #[arg(long)]
+    pub context: Option<usize>,
 }
 
 impl ModelArgs {
+    pub fn arch(&self) -> Arch {
+        self.arch.unwrap_or(Arch::Lstm)
+    }
+
     /// The model these flags describe for a vocabulary of `vocab` characters.
     pub fn config(&self, vocab: usize) -> Result<ModelConfig> {
-        let c = RnnConfig {
+        let arch = self.arch();
+        if arch == Arch::Transformer {
+            if let Some(flag) = [("--embed", self.embed.is_some()), ("--hidden", self.hidden.is_some())].iter().find(|f| f.1) {
+                bail!("{} is a recurrent-model flag; the transformer's width is --dim", flag.0);
+            }
+        } else if let Some(flag) =
+            [("--dim", self.dim.is_some()), ("--heads", self.heads.is_some()), ("--context", self.context.is_some())].iter().find(|f| f.1)
+        {
+            bail!("{} is a transformer flag; use --arch transformer or drop it", flag.0);
+        }
+        let rnn = || RnnConfig {
             vocab,
             embed: self.embed.unwrap_or(64),
             hidden: self.hidden.unwrap_or(256),
             layers: self.layers.unwrap_or(1),
             dropout: self.dropout.unwrap_or(0.0),
         };
-        let cfg = match self.arch.unwrap_or(Arch::Lstm) {
-            Arch::Lstm => ModelConfig::Lstm(c),
-            Arch::Gru => ModelConfig::Gru(c),
-            Arch::Rnn => ModelConfig::Rnn(c),
+        let cfg = match arch {
+            Arch::Lstm => ModelConfig::Lstm(rnn()),
+            Arch::Gru => ModelConfig::Gru(rnn()),
+            Arch::Rnn => ModelConfig::Rnn(rnn()),
+            Arch::Transformer => ModelConfig::Transformer(TransformerConfig {
+                vocab,
+                dim: self.dim.unwrap_or(128),
+                layers: self.layers.unwrap_or(4),
+                heads: self.heads.unwrap_or(4),
+                context: self.context.unwrap_or(256),
+                dropout: self.dropout.unwrap_or(0.0),
+            }),
         };
         cfg.validate()?;
         Ok(cfg)
@@ -62,19 +96,29 @@ impl ModelArgs {
 
     /// On resume: every flag given must agree with the checkpoint.
     fn check_against(&self, saved: &ModelConfig, dir: &std::path::Path) -> Result<()> {
-        let (ModelConfig::Lstm(c) | ModelConfig::Gru(c) | ModelConfig::Rnn(c)) = saved;
+        let s = |v: Option<usize>| v.map(|v| v.to_string());
+        let f = |v: Option<f32>| v.map(|v| v.to_string());
         let arch = self.arch.map(|a| format!("{a:?}").to_lowercase());
-        let given = [
-            ("--arch", arch.clone(), Some(saved.arch().to_string())),
-            ("--embed", self.embed.map(|v| v.to_string()), Some(c.embed.to_string())),
-            ("--hidden", self.hidden.map(|v| v.to_string()), Some(c.hidden.to_string())),
-            ("--layers", self.layers.map(|v| v.to_string()), Some(c.layers.to_string())),
-            ("--dropout", self.dropout.map(|v| v.to_string()), Some(c.dropout.to_string())),
-        ];
-        for (flag, want, have) in given {
-            if let (Some(w), Some(h)) = (want, have) {
-                if w != h {
-                    bail!("{}: checkpoint has {flag} {h}, not {w}; drop the flag to resume it or train a new model with --out", dir.display());
+        let mut pairs = vec![("--arch", arch, saved.arch().to_string())];
+        match saved {
+            ModelConfig::Lstm(c) | ModelConfig::Gru(c) | ModelConfig::Rnn(c) => pairs.extend([
+                ("--embed", s(self.embed), c.embed.to_string()),
+                ("--hidden", s(self.hidden), c.hidden.to_string()),
+                ("--layers", s(self.layers), c.layers.to_string()),
+                ("--dropout", f(self.dropout), c.dropout.to_string()),
+            ]),
+            ModelConfig::Transformer(c) => pairs.extend([
+                ("--dim", s(self.dim), c.dim.to_string()),
+                ("--heads", s(self.heads), c.heads.to_string()),
+                ("--context", s(self.context), c.context.to_string()),
+                ("--layers", s(self.layers), c.layers.to_string()),
+                ("--dropout", f(self.dropout), c.dropout.to_string()),
+            ]),
+        }
+        for (flag, given, have) in pairs {
+            if let Some(w) = given {
+                if w != have {
+                    bail!("{}: checkpoint has {flag} {have}, not {w}; drop the flag to resume it or train a new model with --out", dir.display());
                 }
             }
         }
@@ -98,10 +142,10 @@ pub struct TrainArgs {
     pub resume: Option<PathBuf>,
     #[command(flatten)]
     pub model: ModelArgs,
-    /// Parallel streams per batch [default: 32]
+    /// Parallel streams per batch [default: 32; 16 for the transformer]
     #[arg(long)]
     pub batch: Option<usize>,
-    /// Truncated-BPTT window: characters per stream per step [default: 128]
+    /// Truncated-BPTT window of the recurrent models: characters per stream per step [default: 128]
     #[arg(long)]
     pub seq: Option<usize>,
     /// Peak learning rate [default: 0.002]
@@ -194,8 +238,16 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let s = |k: &str| settings.get(k);
     let val_fraction = keep("--val-fraction", args.val_fraction, s("val_fraction"), 0.02)?;
     let seed = keep("--seed", args.seed, s("seed"), 1)?;
-    let batch = keep("--batch", args.batch, s("batch"), 32)?;
-    let seq = keep("--seq", args.seq, s("seq"), 128)?;
+    let transformer = match &resumed {
+        Some((_, ck, _)) => ck.config.context(),
+        None => (args.model.arch() == Arch::Transformer).then(|| args.model.context.unwrap_or(256)),
+    };
+    // The transformer trains on windows of its context; the RNNs on --seq steps of truncated BPTT.
+    if transformer.is_some() && args.seq.is_some() {
+        bail!("the transformer trains on windows of --context characters; drop --seq");
+    }
+    let batch = keep("--batch", args.batch, s("batch"), if transformer.is_some() { 16 } else { 32 })?;
+    let seq = keep("--seq", transformer.or(args.seq), s("seq"), 128)?;
 
     let corpus = data::prepare(&args.data, args.format, val_fraction, args.min_char_count, None)?;
     let (ckpt, resume, out) = match resumed {

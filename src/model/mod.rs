@@ -2,12 +2,14 @@
 //! Training, evaluation and sampling only see `CharModel` and `ModelConfig`.
 
 pub mod rnn_lm;
+pub mod transformer;
 
 use crate::nn::recurrent::{Cell, State};
 use crate::rng::Rng;
 use candle_core::{Device, Result, Tensor};
 use candle_nn::VarBuilder;
 use rnn_lm::{RnnConfig, RnnLm};
+use transformer::{Transformer, TransformerConfig};
 use serde::{Deserialize, Serialize};
 
 /// The architecture and its sizes, as stored in a checkpoint's `config.json` (`"arch": "lstm"`, …).
@@ -17,6 +19,7 @@ pub enum ModelConfig {
     Lstm(RnnConfig),
     Gru(RnnConfig),
     Rnn(RnnConfig),
+    Transformer(TransformerConfig),
 }
 
 impl ModelConfig {
@@ -25,18 +28,21 @@ impl ModelConfig {
             ModelConfig::Lstm(_) => "lstm",
             ModelConfig::Gru(_) => "gru",
             ModelConfig::Rnn(_) => "rnn",
+            ModelConfig::Transformer(_) => "transformer",
         }
     }
 
     pub fn vocab(&self) -> usize {
         match self {
             ModelConfig::Lstm(c) | ModelConfig::Gru(c) | ModelConfig::Rnn(c) => c.vocab,
+            ModelConfig::Transformer(c) => c.vocab,
         }
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
         match self {
             ModelConfig::Lstm(c) | ModelConfig::Gru(c) | ModelConfig::Rnn(c) => c.validate(),
+            ModelConfig::Transformer(c) => c.validate(),
         }
     }
 
@@ -52,6 +58,18 @@ impl ModelConfig {
                 c.dropout,
                 c.vocab
             ),
+            ModelConfig::Transformer(c) => format!(
+                "transformer dim {} layers {} heads {} context {} dropout {} vocab {}",
+                c.dim, c.layers, c.heads, c.context, c.dropout, c.vocab
+            ),
+        }
+    }
+
+    /// The longest window the model can take in one forward pass (`None`: any).
+    pub fn context(&self) -> Option<usize> {
+        match self {
+            ModelConfig::Transformer(c) => Some(c.context),
+            _ => None,
         }
     }
 }
@@ -88,6 +106,7 @@ impl Carry {
 
 pub enum CharModel {
     Rnn(RnnLm),
+    Transformer(Transformer),
 }
 
 impl CharModel {
@@ -96,12 +115,14 @@ impl CharModel {
             ModelConfig::Lstm(c) => CharModel::Rnn(RnnLm::new(Cell::Lstm, c, vb)?),
             ModelConfig::Gru(c) => CharModel::Rnn(RnnLm::new(Cell::Gru, c, vb)?),
             ModelConfig::Rnn(c) => CharModel::Rnn(RnnLm::new(Cell::Rnn, c, vb)?),
+            ModelConfig::Transformer(c) => CharModel::Transformer(Transformer::new(c, vb)?),
         })
     }
 
     pub fn initial_carry(&self, batch: usize, device: &Device) -> Result<Carry> {
         match self {
             CharModel::Rnn(m) => Ok(Carry::Rnn(m.zero_state(batch, device)?)),
+            CharModel::Transformer(_) => Ok(Carry::Stateless),
         }
     }
 
@@ -133,6 +154,7 @@ impl CharModel {
                 let (logits, next) = m.forward(tokens, states, dropout_rng)?;
                 Ok((logits, Carry::Rnn(next)))
             }
+            (CharModel::Transformer(m), Carry::Stateless) => Ok((m.forward(tokens, dropout_rng)?, Carry::Stateless)),
             _ => candle_core::bail!("carry does not belong to this model"),
         }
     }

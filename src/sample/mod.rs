@@ -6,6 +6,7 @@ pub mod recipe_text;
 pub mod rnn_cpu;
 
 use crate::model::rnn_lm::RnnLm;
+use crate::model::transformer::{KvCache, Transformer};
 use crate::model::CharModel;
 use crate::nn::recurrent::State;
 use crate::tokenizer::{CharTokenizer, EOR_ID};
@@ -71,6 +72,8 @@ pub enum Stepper<'a> {
     FastRnn(FastRnn, FastState),
     /// candle ops, any device.
     Rnn { model: &'a RnnLm, state: Vec<State>, device: Device },
+    /// KV-cached transformer: one new position per step (plain f32 on CPU, candle elsewhere).
+    Transformer { model: &'a Transformer, cache: KvCache, device: Device },
 }
 
 impl<'a> Stepper<'a> {
@@ -82,6 +85,7 @@ impl<'a> Stepper<'a> {
                 Ok(Stepper::FastRnn(fast, state))
             }
             CharModel::Rnn(m) => Ok(Stepper::Rnn { model: m, state: m.zero_state(batch, device)?, device: device.clone() }),
+            CharModel::Transformer(m) => Ok(Stepper::Transformer { model: m, cache: m.new_cache(batch), device: device.clone() }),
         }
     }
 
@@ -98,6 +102,9 @@ impl<'a> Stepper<'a> {
                     x = s.h.clone();
                 }
                 *logits = model.head.forward(&x)?.flatten_all()?.to_vec1::<f32>()?;
+            }
+            Stepper::Transformer { model, cache, device } => {
+                *logits = model.step(&Tensor::new(tokens, device)?, cache)?.flatten_all()?.to_vec1::<f32>()?;
             }
         }
         Ok(())

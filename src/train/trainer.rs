@@ -163,7 +163,7 @@ impl Trainer<'_> {
             let x = Tensor::from_vec(inputs, (o.batch, o.seq), &self.device)?;
             let y = Tensor::from_vec(targets, o.batch * o.seq, &self.device)?;
             let (logits, next) = model.forward_window(&x, &carry, Some(&mut state.rng))?;
-            let loss = candle_nn::loss::cross_entropy(&logits.reshape((o.batch * o.seq, vocab))?, &y)?;
+            let loss = crate::nn::cross_entropy::cross_entropy(&logits.reshape((o.batch * o.seq, vocab))?, &y)?;
             let loss_value = loss.to_scalar::<f32>()? as f64;
             if !loss_value.is_finite() {
                 bail!(
@@ -217,16 +217,18 @@ impl Trainer<'_> {
                 }
             }
         };
-        // Final evaluation and checkpoint, unless the last step just did both.
-        if state.step % o.eval_every != 0 || state.step == 0 {
-            state.elapsed_s = elapsed(&started);
-            if stopped_by == "interrupt" {
+        // Final evaluation and checkpoint, unless the last step just did both. An interrupted run
+        // saves without evaluating, so Ctrl-C returns at once.
+        let just_saved = state.step > 0 && state.step % o.eval_every == 0;
+        if stopped_by == "interrupt" {
+            if !just_saved {
+                state.elapsed_s = elapsed(&started);
                 save(&state, &opt, &carry)?;
-                progress.finish();
-                eprintln!("interrupted at step {}: checkpoint saved; continue with --resume {}", state.step, o.out.display());
-            } else {
-                last_val_bpc = self.evaluate_and_save(&mut state, &opt, &carry, &mut metrics, &mut progress, elapsed(&started), &save)?;
             }
+            progress.finish();
+            eprintln!("interrupted at step {}: checkpoint saved; continue with --resume {}", state.step, o.out.display());
+        } else if !just_saved {
+            last_val_bpc = self.evaluate_and_save(&mut state, &opt, &carry, &mut metrics, &mut progress, elapsed(&started), &save)?;
         }
         progress.finish();
         if let Err(e) = super::plot_metrics(&o.out.join("loss.png"), &metrics.records) {
@@ -268,6 +270,14 @@ impl Trainer<'_> {
         } else {
             Some(eval::score(&self.ckpt.model, &self.val_docs, &self.device)?.bpc())
         };
+        if let Some(v) = val.filter(|v| !v.is_finite()) {
+            bail!(
+                "validation bpc became {v} at step {}; stopped without saving, the last good checkpoint in {} is from step {}; lower --lr or --clip",
+                state.step,
+                self.opts.out.display(),
+                last_saved_step(&self.opts.out).map_or("(none)".into(), |s| s.to_string())
+            );
+        }
         if let Some(v) = val {
             progress.log(&format!("step {}: validation bpc {v:.4}", state.step));
             metrics.push(Record {

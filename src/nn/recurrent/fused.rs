@@ -1,10 +1,10 @@
 //! The fused CPU path: one candle `CustomOp3` runs the whole sequence (`kernels.rs` has the math).
 //!
 //! Wiring, chosen so that no tensor needing gradients is sliced per step:
-//! - the input projection for all steps is one candle matmul outside the op (its backward gives
-//!   dW_ih and dx as two large GEMMs),
-//! - op inputs: `xw = x·W_ihᵀ` `[B, T, G·H]`, `params = W_hh ++ b_hh ++ b_ih` (flat, so one cat),
-//!   `state0 = h0 (++ c0)` `[S·B, H]`,
+//! - op inputs: `x` `[B, T, F]`, `params = W_hh ++ W_ih ++ b_hh ++ b_ih` (flat, so one cat),
+//!   `state0 = h0 (++ c0)` `[S·B, H]`. The input projection for all steps is one GEMM inside the op,
+//!   so the `[B, T, G·H]` pre-activations and their gradient never become candle tensors (candle
+//!   would allocate, zero and add a gradient of that size),
 //! - op output `[B·T + S·B, H]`: all outputs, then final h (and c); split by a few narrows on dim 0,
 //!   which are contiguous views.
 //!
@@ -62,7 +62,7 @@ impl CustomOp3 for RecurrentOp {
 
     fn bwd(
         &self,
-        xw: &Tensor,
+        x: &Tensor,
         params: &Tensor,
         state0: &Tensor,
         _res: &Tensor,
@@ -70,10 +70,12 @@ impl CustomOp3 for RecurrentOp {
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let guard = self.stash.lock().unwrap();
         let Some(stash) = guard.as_ref() else { bail!("fused recurrent op: backward before forward") };
-        let g = with_data(params, |p| with_data(grad_res, |dout| Ok(kernels::backward(self.dims, &self.lens, p, stash, dout))))?;
-        let dev = xw.device();
+        let g = with_data(x, |x| {
+            with_data(params, |p| with_data(grad_res, |dout| Ok(kernels::backward(self.dims, &self.lens, x, p, stash, dout))))
+        })?;
+        let dev = x.device();
         Ok((
-            Some(Tensor::from_vec(g.dxw, xw.shape(), dev)?),
+            Some(Tensor::from_vec(g.dx, x.shape(), dev)?),
             Some(Tensor::from_vec(g.dparams, params.shape(), dev)?),
             Some(Tensor::from_vec(g.dstate0, state0.shape(), dev)?),
         ))
@@ -93,18 +95,16 @@ pub fn forward(layer: &Recurrent, x: &Tensor, state: &State, lengths: Option<&[u
         bail!("recurrent layer needs at least one time step");
     }
     let (h, cell) = (layer.hidden_size, layer.cell);
-    let g = cell.gates() * h;
-    let xw = x.reshape((b * t, f))?.matmul(&layer.w_ih.t()?)?.reshape((b, t, g))?;
-    let params = Tensor::cat(&[&layer.w_hh.flatten_all()?, &layer.b_hh, &layer.b_ih], 0)?;
+    let params = Tensor::cat(&[&layer.w_hh.flatten_all()?, &layer.w_ih.flatten_all()?, &layer.b_hh, &layer.b_ih], 0)?;
     let state0 = match (cell, &state.c) {
         (Cell::Lstm, Some(c)) => Tensor::cat(&[&state.h, c], 0)?,
         (Cell::Lstm, None) => bail!("LSTM state needs c"),
         _ => state.h.contiguous()?,
     };
-    let dims = Dims { cell, b, t, h };
+    let dims = Dims { cell, b, t, f, h };
     let lens = lengths.map_or_else(|| vec![t; b], <[usize]>::to_vec);
     let op = RecurrentOp { dims, lens, stash: Mutex::new(None) };
-    let out = xw.contiguous()?.apply_op3(&params, &state0, op)?;
+    let out = x.contiguous()?.apply_op3(&params, &state0, op)?;
     let outputs = out.narrow(0, 0, b * t)?.reshape((b, t, h))?;
     let h_final = out.narrow(0, b * t, b)?;
     let c_final = (cell == Cell::Lstm).then(|| out.narrow(0, b * t + b, b)).transpose()?;

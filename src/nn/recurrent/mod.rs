@@ -9,9 +9,11 @@
 //!   the ground truth the fused path is tested against.
 //! - `fused`: a CPU `CustomOp` that runs the whole sequence with hand-written backward through time.
 
+mod buffers;
 pub mod fused;
 mod kernels;
 pub mod reference;
+mod step_gemm;
 
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
