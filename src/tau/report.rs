@@ -160,7 +160,7 @@ pub fn write(dir: &Path, r: &Report, ratios: &[(&str, &[f64])]) -> Result<()> {
     atomic_write_json(&dir.join("report.json"), r)?;
     atomic_write(&dir.join("report.md"), markdown(r).as_bytes())?;
     let hist: Vec<Series> = ratios.iter().map(|(k, x)| Series { name: k.to_string(), points: step_histogram(x, 0.3, 2.0, 85) }).collect();
-    let chart = |title, y_label| Chart { title, x_label: "true tau pT [GeV] (bin centre)", y_label, log_x: true };
+    let chart = |title, y_label| Chart { title, x_label: "true tau pT [GeV] (bin centre)", y_label, log_x: false };
     line_chart(&dir.join("response.png"), &Chart { title: "r_est / r_true on the test sample", x_label: "r_est / r_true", y_label: "fraction of taus per bin", log_x: false }, &hist)?;
     let per_pt = |f: fn(&Figure) -> f64| -> Vec<Series> {
         ordered(r).into_iter().map(|(k, m)| Series { name: k.to_string(), points: m.per_pt.iter().map(|b| (centre(b), f(&b.figure))).collect() }).collect()

@@ -69,7 +69,7 @@ pub fn train_and_report(s: &Samples, o: &StudyOptions, out: &Path, mut log: impl
     let ckpt = out.join("checkpoint");
     checkpoint::save(&ckpt, &scaling, &trained.iter().map(|(m, _)| m).collect::<Vec<_>>(), max_particles, s.description.clone())?;
     let report = evaluate(&trained, &scaling, &s.test, max_particles, s.description.clone(), o, t0, out)?;
-    crate::fsutil::atomic_write(&ckpt.join("README.md"), report::model_card(&report, "DIR").as_bytes())?;
+    crate::fsutil::atomic_write(&ckpt.join("README.md"), report::model_card(&report, "<this directory>").as_bytes())?;
     Ok(report)
 }
 
