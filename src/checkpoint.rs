@@ -115,7 +115,7 @@ impl Checkpoint {
 }
 
 /// Copies `weights` into the model's variables, insisting on the same names and shapes.
-fn set_vars(varmap: &VarMap, weights: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
+pub fn set_vars(varmap: &VarMap, weights: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
     let data = varmap.data().lock().unwrap();
     for (name, var) in data.iter() {
         let t = weights.get(name).ok_or_else(|| {

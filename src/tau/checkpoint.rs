@@ -3,14 +3,14 @@
 //! `<model>.safetensors` per model, and `README.md` (the model card, written by the report).
 //! Weights files are written before config.json, so a torn save never names missing weights.
 
-use crate::checkpoint::{load_tensors, save_tensors};
+use crate::checkpoint::{load_tensors, save_tensors, set_vars};
 use crate::fsutil::{atomic_write_json, read_json};
 use crate::nn::init::seeded_var_builder;
 use crate::tau::dataset::{Encoded, Scaling};
 use crate::tau::model::{build, ModelSpec, Regressor};
 use crate::tau::train::predict;
 use anyhow::{anyhow, bail, Context, Result};
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{Device, Tensor, Var};
 use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -134,21 +134,6 @@ pub fn load(dir: &Path, device: &Device) -> Result<(TauCheckpointConfig, Scaling
     Ok((cfg, scaling, models))
 }
 
-/// Copies `weights` into the model's variables, insisting on the same names and shapes.
-fn set_vars(varmap: &VarMap, weights: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
-    let data = varmap.data().lock().unwrap();
-    for (name, var) in data.iter() {
-        let t = weights.get(name).ok_or_else(|| anyhow!("{}: has no tensor {name}: the weights belong to another model than config.json says", path.display()))?;
-        if t.dims() != var.dims() {
-            bail!("{}: tensor {name} has shape {:?}, config.json implies {:?}", path.display(), t.dims(), var.dims());
-        }
-        var.set(&t.to_dtype(DType::F32)?)?;
-    }
-    if let Some(extra) = weights.keys().find(|k| !data.contains_key(*k)) {
-        bail!("{}: unexpected tensor {extra}: the weights belong to another model", path.display());
-    }
-    Ok(())
-}
 
 #[cfg(test)]
 mod tests {
