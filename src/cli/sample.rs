@@ -33,7 +33,7 @@ pub struct SamplingArgs {
     /// Random seed; the same seed gives the same output [default: from the clock, printed on stderr]
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Text to start every recipe with (after the end-of-recipe token).
+    /// Text to start every recipe with (after the end-of-recipe token) [default: "Title: "]
     #[arg(long, conflicts_with = "title")]
     pub prime: Option<String>,
     /// Start every recipe with "Title: TEXT".
@@ -78,7 +78,10 @@ impl SamplingArgs {
         match (&self.prime, &self.title) {
             (Some(p), _) => Some(p.clone()),
             (None, Some(t)) => Some(format!("Title: {t}\n")),
-            (None, None) => None,
+            // The models are trained on one continuous stream, so their state at a recipe boundary is
+            // never zero; from the zero state "Title: " is far from certain after <eor> (p ≈ 0.37 for 'T'
+            // with the shipped model). Starting every recipe with it keeps the structure on track.
+            (None, None) => Some("Title: ".into()),
         }
     }
 }
