@@ -284,3 +284,10 @@ mod tests {
         assert_eq!(super::exp(-1e30), super::exp(-87.3));
     }
 }
+
+/// `max|a − b| / max|b|`: the tolerance measure the fused-vs-op-level tests share.
+#[cfg(test)]
+pub(crate) fn rel_err(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
+    let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    diff / b.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap()
+}

@@ -139,10 +139,7 @@ mod tests {
     use super::*;
     use candle_core::Var;
 
-    fn rel_err(a: &Tensor, b: &Tensor) -> f32 {
-        let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-        diff / b.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap()
-    }
+    use crate::nn::cpu::rel_err;
 
     #[test]
     fn fused_matches_ops_in_values_and_gradients() {

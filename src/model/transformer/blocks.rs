@@ -297,11 +297,7 @@ mod tests {
     use crate::nn::linear::linear_ops;
     use candle_core::{Device, Var};
 
-    /// `max|a − b| / max|b|`
-    fn rel_err(a: &Tensor, b: &Tensor) -> f32 {
-        let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-        diff / b.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap()
-    }
+    use crate::nn::cpu::rel_err;
 
     fn var(shape: &[usize], mean: f32, std: f32) -> Var {
         Var::from_tensor(&Tensor::randn(mean, std, shape, &Device::Cpu).unwrap()).unwrap()
