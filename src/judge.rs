@@ -11,6 +11,8 @@ pub struct Judgement {
     pub samples: usize,
     /// Closed with `<eor>` and has a title, ≥ 1 ingredient and ≥ 1 instruction.
     pub valid_structure: f64,
+    /// Stopped by the character budget before `<eor>` (counted as invalid).
+    pub unfinished: f64,
     /// Among valid samples: titles not found (case-insensitively) among the training titles;
     /// `None` without a corpus to compare with.
     pub novel_titles: Option<f64>,
@@ -95,6 +97,7 @@ pub fn judge(texts: &[(String, bool)], training_titles: Option<&HashSet<String>>
     Judgement {
         samples: texts.len(),
         valid_structure: share(valid.len(), texts.len()),
+        unfinished: share(texts.iter().filter(|(_, finished)| !finished).count(), texts.len()),
         novel_titles: novel,
         repeated_ingredient: share(repeated, valid.len()),
         ingredient_coherence: share(mentioned, keywords),
@@ -128,6 +131,7 @@ mod tests {
         let titles: HashSet<String> = ["soup".to_string()].into();
         let j = judge(&texts, Some(&titles));
         assert_eq!(j.valid_structure, 0.5);
+        assert_eq!(j.unfinished, 0.25);
         assert_eq!(j.novel_titles, Some(0.5));
         assert_eq!(j.repeated_ingredient, 0.5);
         assert!((j.ingredient_coherence - 1.0 / 4.0).abs() < 1e-12, "{}", j.ingredient_coherence); // tomato of 4 keywords

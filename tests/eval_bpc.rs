@@ -37,3 +37,32 @@ fn batched_windowed_scoring_equals_one_pass_per_recipe() {
     let rel = (batched.nll_nats - nll).abs() / nll;
     assert!(rel < 1e-5, "batched {} vs one pass {nll}", batched.nll_nats);
 }
+
+#[test]
+fn recurrent_models_read_each_recipe_from_the_zero_state() {
+    // In a training window, a recipe after `<eor>` must be read exactly as eval and sampling read it:
+    // from the zero state, whatever came before it in the stream.
+    let text = "Title: Soup\nIngredients:\n- 1 egg\nInstructions:\nBoil it.\n";
+    let dev = Device::Cpu;
+    for cfg in [ModelConfig::Lstm as fn(RnnConfig) -> ModelConfig, ModelConfig::Gru, ModelConfig::Rnn] {
+        let tok = CharTokenizer::build([text], 1).unwrap();
+        let recipe: Vec<u32> = tok.encode("Title: Soup\n");
+        let c = RnnConfig { vocab: tok.vocab_size(), embed: 8, hidden: 12, layers: 2, dropout: 0.0 };
+        let ck = Checkpoint::init(cfg(c), tok, &dev, 5).unwrap();
+        let alone: Vec<u32> = std::iter::once(EOR_ID).chain(recipe.iter().copied()).collect();
+        let mut stream = ck.tokenizer.encode("Boil it.\n");
+        let skip = stream.len();
+        stream.extend(&alone);
+        let run = |ids: &[u32]| -> Vec<Vec<f32>> {
+            let x = Tensor::from_vec(ids.to_vec(), (1, ids.len()), &dev).unwrap();
+            let carry = ck.model.initial_carry(1, &dev).unwrap();
+            ck.model.forward_window(&x, &carry, None).unwrap().0.squeeze(0).unwrap().to_vec2().unwrap()
+        };
+        let (a, s) = (run(&alone), run(&stream));
+        for (t, (x, y)) in a.iter().zip(&s[skip..]).enumerate() {
+            for (p, q) in x.iter().zip(y) {
+                assert!((p - q).abs() <= 1e-5, "{}: position {t}: {p} vs {q}", ck.config.arch());
+            }
+        }
+    }
+}

@@ -3,7 +3,7 @@
 //! without per-sequence lengths. Error measure: max |fused − reference| / max |reference| per tensor.
 
 use candle_core::{Device, Tensor, Var};
-use gen::nn::recurrent::{Backend, Cell, Recurrent, State};
+use gen::nn::recurrent::{Backend, Cell, Recurrent, State, Steps};
 use gen::rng::Rng;
 
 const TOL: f32 = 1e-4;
@@ -90,9 +90,15 @@ fn compare(what: &str, vars: &[(&str, &Var)], run: impl Fn(Backend) -> (Vec<Tens
     }
 }
 
-fn check_cell(cell: Cell, lengths: Option<&[usize]>) {
+/// Resets for a `[5, 8]` batch: at the first step, mid-sequence, twice in a row, and at the last step.
+fn some_resets() -> Vec<bool> {
+    let at = [(0, 0), (0, 5), (1, 3), (1, 4), (2, 7), (4, 1)];
+    (0..5 * 8).map(|i| at.contains(&(i / 8, i % 8))).collect()
+}
+
+fn check_cell(cell: Cell, lengths: Option<&[usize]>, resets: Option<&[bool]>) {
     let (b, t, f, h) = (5, 8, 5, 7);
-    let mut rng = Rng::new(17 + cell.gates() as u64 + lengths.is_some() as u64 * 100);
+    let mut rng = Rng::new(17 + cell.gates() as u64 + lengths.is_some() as u64 * 100 + resets.is_some() as u64 * 7);
     let (l, params) = layer(&mut rng, cell, f, h);
     let (s0, svars) = state(&mut rng, cell, b, h);
     let x = var(&mut rng, &[b, t, f], 1.0);
@@ -100,9 +106,9 @@ fn check_cell(cell: Cell, lengths: Option<&[usize]>) {
     let names = ["w_ih", "w_hh", "b_ih", "b_hh", "x", "h0", "c0"];
     let all: Vec<&Var> = params.iter().chain([&x]).chain(&svars).collect();
     let vars: Vec<(&str, &Var)> = names.iter().copied().zip(all).collect();
-    let what = format!("{} lengths={lengths:?}", cell.name());
+    let what = format!("{} lengths={lengths:?} resets={}", cell.name(), resets.is_some());
     compare(&what, &vars, |backend| {
-        let (y, s) = l.forward_with(backend, x.as_tensor(), Some(&s0), lengths).unwrap();
+        let (y, s) = l.forward_with(backend, x.as_tensor(), Some(&s0), Steps { lengths, resets }).unwrap();
         let lo = loss(&y, &s, &p);
         let mut vals = vec![y, s.h.clone()];
         vals.extend(s.c.clone());
@@ -112,20 +118,26 @@ fn check_cell(cell: Cell, lengths: Option<&[usize]>) {
 
 #[test]
 fn lstm_matches_reference() {
-    check_cell(Cell::Lstm, None);
-    check_cell(Cell::Lstm, Some(&[8, 1, 5, 0, 3]));
+    check_cell(Cell::Lstm, None, None);
+    check_cell(Cell::Lstm, Some(&[8, 1, 5, 0, 3]), None);
+    check_cell(Cell::Lstm, None, Some(&some_resets()));
+    check_cell(Cell::Lstm, Some(&[8, 1, 5, 0, 3]), Some(&some_resets()));
 }
 
 #[test]
 fn gru_matches_reference() {
-    check_cell(Cell::Gru, None);
-    check_cell(Cell::Gru, Some(&[3, 8, 1, 6, 0]));
+    check_cell(Cell::Gru, None, None);
+    check_cell(Cell::Gru, Some(&[3, 8, 1, 6, 0]), None);
+    check_cell(Cell::Gru, None, Some(&some_resets()));
+    check_cell(Cell::Gru, Some(&[3, 8, 1, 6, 0]), Some(&some_resets()));
 }
 
 #[test]
 fn rnn_matches_reference() {
-    check_cell(Cell::Rnn, None);
-    check_cell(Cell::Rnn, Some(&[2, 7, 8, 0, 1]));
+    check_cell(Cell::Rnn, None, None);
+    check_cell(Cell::Rnn, Some(&[2, 7, 8, 0, 1]), None);
+    check_cell(Cell::Rnn, None, Some(&some_resets()));
+    check_cell(Cell::Rnn, Some(&[2, 7, 8, 0, 1]), Some(&some_resets()));
 }
 
 #[test]
@@ -146,8 +158,8 @@ fn two_layer_stack_matches_reference() {
             vars.push((["l1.w_ih", "l1.w_hh", "l1.b_ih", "l1.b_hh"][i], v));
         }
         compare(&format!("{} stack", cell.name()), &vars, |backend| {
-            let (y1, s1) = l1.forward_with(backend, x.as_tensor(), None, Some(lengths)).unwrap();
-            let (y2, s2) = l2.forward_with(backend, &y1, None, Some(lengths)).unwrap();
+            let (y1, s1) = l1.forward_with(backend, x.as_tensor(), None, Steps { lengths: Some(lengths), resets: None }).unwrap();
+            let (y2, s2) = l2.forward_with(backend, &y1, None, Steps { lengths: Some(lengths), resets: None }).unwrap();
             // Both layers' final states enter the loss, so gradients flow through every output.
             let mut lo = loss(&y2, &s2, &p);
             lo = (lo + s1.h.sum_all().unwrap()).unwrap();
@@ -167,14 +179,14 @@ fn padded_batch_equals_each_sequence_alone() {
         let (l, _) = layer(&mut rng, cell, f, h);
         let (s0, _) = state(&mut rng, cell, b, h);
         let x = rand_tensor(&mut rng, &[b, t, f], 1.0);
-        let (y, s) = l.forward_with(Backend::Fused, &x, Some(&s0), Some(&lengths)).unwrap();
+        let (y, s) = l.forward_with(Backend::Fused, &x, Some(&s0), Steps { lengths: Some(&lengths), resets: None }).unwrap();
         for (i, &n) in lengths.iter().enumerate() {
             let xi = x.narrow(0, i, 1).unwrap().narrow(1, 0, n).unwrap();
             let si = State {
                 h: s0.h.narrow(0, i, 1).unwrap(),
                 c: s0.c.as_ref().map(|c| c.narrow(0, i, 1).unwrap()),
             };
-            let (yi, sa) = l.forward_with(Backend::Fused, &xi, Some(&si), None).unwrap();
+            let (yi, sa) = l.forward_with(Backend::Fused, &xi, Some(&si), Steps::default()).unwrap();
             let what = format!("{} sequence {i}", cell.name());
             assert!(rel_err(&s.h.narrow(0, i, 1).unwrap(), &sa.h) <= TOL, "{what}: final h");
             if let (Some(c), Some(ca)) = (&s.c, &sa.c) {
@@ -191,13 +203,37 @@ fn padded_batch_equals_each_sequence_alone() {
 }
 
 #[test]
+fn a_reset_restarts_from_the_zero_state() {
+    // Resetting before step k must equal running steps k.. alone from zeros, and the final state must
+    // not depend on anything before the reset.
+    let (t, f, h, k) = (7, 4, 5, 3);
+    for cell in CELLS {
+        for backend in [Backend::Fused, Backend::Reference] {
+            let mut rng = Rng::new(41 + cell.gates() as u64);
+            let (l, _) = layer(&mut rng, cell, f, h);
+            let (s0, _) = state(&mut rng, cell, 1, h);
+            let x = rand_tensor(&mut rng, &[1, t, f], 1.0);
+            let resets: Vec<bool> = (0..t).map(|i| i == k).collect();
+            let (y, s) = l.forward_with(backend, &x, Some(&s0), Steps { lengths: None, resets: Some(&resets) }).unwrap();
+            let tail = x.narrow(1, k, t - k).unwrap();
+            let (y_alone, s_alone) = l.forward_with(backend, &tail, None, Steps::default()).unwrap();
+            let what = format!("{} {backend:?}", cell.name());
+            assert!(rel_err(&y.narrow(1, k, t - k).unwrap(), &y_alone) <= TOL, "{what}: outputs after the reset");
+            assert!(rel_err(&s.h, &s_alone.h) <= TOL, "{what}: final state");
+            let (y_plain, _) = l.forward_with(backend, &x, Some(&s0), Steps::default()).unwrap();
+            assert!(rel_err(&y.narrow(1, 0, k).unwrap(), &y_plain.narrow(1, 0, k).unwrap()) <= TOL, "{what}: outputs before");
+        }
+    }
+}
+
+#[test]
 fn auto_runs_fused_on_cpu_and_agrees() {
     let mut rng = Rng::new(3);
     let (l, _) = layer(&mut rng, Cell::Lstm, 5, 6);
     let x = rand_tensor(&mut rng, &[2, 4, 5], 1.0);
     let (ya, _) = l.forward(&x, None, None).unwrap();
-    let (yf, _) = l.forward_with(Backend::Fused, &x, None, None).unwrap();
-    let (yr, _) = l.forward_with(Backend::Reference, &x, None, None).unwrap();
+    let (yf, _) = l.forward_with(Backend::Fused, &x, None, Steps::default()).unwrap();
+    let (yr, _) = l.forward_with(Backend::Reference, &x, None, Steps::default()).unwrap();
     assert_eq!(rel_err(&ya, &yf), 0.0, "Auto should take the fused path on CPU f32");
     assert!(rel_err(&yf, &yr) <= TOL);
 }

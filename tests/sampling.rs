@@ -80,3 +80,27 @@ fn bad_sampling_options_are_refused() {
     let again = ok(&["sample", "--checkpoint", d, "--seed", "5", "-n", "3", "--max-chars", "40", "--format", "json"]);
     assert_eq!(out, again);
 }
+
+#[test]
+fn judge_measures_samples_and_real_recipes() {
+    let ck = model(ModelConfig::Lstm);
+    let tmp = tempfile::tempdir().unwrap();
+    ck.save_model(tmp.path()).unwrap();
+    let d = tmp.path().to_str().unwrap();
+    let data = fixture("recipes_small.json");
+    // No recipe fits in 30 characters: whatever an untrained model writes is invalid.
+    let j: serde_json::Value =
+        serde_json::from_str(&ok(&["judge", "--checkpoint", d, "-n", "3", "--max-chars", "30", "--seed", "1", "--data", &data, "--json"])).unwrap();
+    assert_eq!(j["samples"], 3);
+    assert_eq!(j["valid_structure"], 0.0);
+    assert!((0.0..=1.0).contains(&j["unfinished"].as_f64().unwrap()), "{j}");
+    assert!(j["novel_titles"].is_number(), "{j}");
+    // Real held-out recipes are the reference: all valid, all finished.
+    let r: serde_json::Value =
+        serde_json::from_str(&ok(&["judge", "--reference", "--data", &data, "--val-fraction", "0.3", "--json"])).unwrap();
+    assert!(r["samples"].as_u64().unwrap() >= 5, "{r}");
+    assert_eq!(r["valid_structure"], 1.0);
+    assert_eq!(r["unfinished"], 0.0);
+    assert!(r["ingredient_coherence"].as_f64().unwrap() > 0.0, "{r}");
+    fails(&["judge", "--reference", "--data", &data, "--val-fraction", "0"], &["--val-fraction"]);
+}

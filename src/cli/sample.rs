@@ -39,31 +39,32 @@ pub struct SamplingArgs {
     /// Start every recipe with "Title: TEXT".
     #[arg(long)]
     pub title: Option<String>,
-    /// Stop a recipe after this many generated characters if it has not ended.
-    #[arg(long, default_value_t = 2000)]
-    pub max_chars: usize,
+    /// Stop a recipe after this many generated characters if it has not ended [default: 2000 for
+    /// `sample`, 4000 for `judge`]
+    #[arg(long)]
+    pub max_chars: Option<usize>,
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: String,
 }
 
 impl SamplingArgs {
-    pub fn settings(&self) -> SampleSettings {
+    pub fn settings(&self, default_max_chars: usize) -> SampleSettings {
         let seed = self.seed.unwrap_or_else(|| {
             let s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
             eprintln!("seed {s}");
             s
         });
-        SampleSettings { temperature: self.temperature, top_k: self.top_k, top_p: self.top_p, seed, max_chars: self.max_chars, stop_at_eor: true }
+        SampleSettings { temperature: self.temperature, top_k: self.top_k, top_p: self.top_p, seed, max_chars: self.max_chars.unwrap_or(default_max_chars), stop_at_eor: true }
     }
 
     /// Everything a sampling command needs: validated settings, the device, the checkpoint, and the
     /// prime's token ids (checked against the vocabulary).
-    pub fn prepare(&self, count: usize) -> Result<Prepared> {
+    pub fn prepare(&self, count: usize, default_max_chars: usize) -> Result<Prepared> {
         if count == 0 {
             bail!("--count must be at least 1");
         }
-        let settings = self.settings();
+        let settings = self.settings(default_max_chars);
         settings.validate()?;
         let device = gen::device::parse(&self.device)?;
         let ckpt = Checkpoint::load(&self.checkpoint, &device)?;
@@ -106,7 +107,7 @@ pub struct SampleArgs {
 }
 
 pub fn run(args: &SampleArgs) -> Result<()> {
-    let Prepared { settings, device, ckpt, prime } = args.sampling.prepare(args.count)?;
+    let Prepared { settings, device, ckpt, prime } = args.sampling.prepare(args.count, 2000)?;
     let stream_live = args.format == OutputFormat::Text;
     let mut stdout = std::io::stdout().lock();
     // Stream 0 is printed as it is generated; the others when the batch is done.

@@ -2,7 +2,8 @@
 //! Names and layouts match PyTorch (`embed.weight`, `rnn.weight_ih_l{k}`…, `head.weight`), so
 //! `scripts/torch_check.py` loads a checkpoint into `torch.nn.LSTM/GRU/RNN` unchanged.
 
-use crate::nn::recurrent::{Backend, Cell, Recurrent, State};
+use crate::nn::recurrent::{Backend, Cell, Recurrent, State, Steps};
+use crate::tokenizer::EOR_ID;
 use crate::rng::Rng;
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Embedding, Linear, VarBuilder};
@@ -60,13 +61,19 @@ impl RnnLm {
 
     /// tokens `[B, T]` → logits `[B, T, V]` and the state after the last step of each layer.
     /// `dropout_rng` switches dropout on (training).
+    ///
+    /// Every layer restarts from the zero state where the input is `<eor>`: each recipe is read the
+    /// way `eval` scores it and `sample` writes it, so nothing leaks from the previous recipe in the
+    /// training stream and generation starts from a state the model was trained on.
     pub fn forward(&self, tokens: &Tensor, state: &[State], dropout_rng: Option<&mut Rng>) -> Result<(Tensor, Vec<State>)> {
         let (b, t) = tokens.dims2()?;
+        let resets: Vec<bool> = tokens.flatten_all()?.to_vec1::<u32>()?.iter().map(|&id| id == EOR_ID).collect();
+        let steps = Steps { lengths: None, resets: Some(&resets) };
         let mut x = self.embed.forward(tokens)?;
         let mut rng = dropout_rng;
         let mut out_state = Vec::with_capacity(self.layers.len());
         for (k, layer) in self.layers.iter().enumerate() {
-            let (y, s) = layer.forward_with(self.backend, &x, Some(&state[k]), None)?;
+            let (y, s) = layer.forward_with(self.backend, &x, Some(&state[k]), steps)?;
             out_state.push(s);
             x = match rng.as_deref_mut() {
                 Some(r) if k + 1 < self.layers.len() && self.cfg.dropout > 0.0 => dropout(&y, self.cfg.dropout, r)?,

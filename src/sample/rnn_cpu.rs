@@ -2,7 +2,7 @@
 //! without candle's per-op overhead. Layer 0's input projection is folded into a per-character table
 //! (`W_ih · embed[c] + b`), so a step costs only the recurrent and head products.
 
-use super::matvec::{matvec_add, sigmoid};
+use super::matvec::{matvec_add, par_matvec_add, sigmoid};
 use crate::model::rnn_lm::RnnLm;
 use crate::nn::recurrent::Cell;
 use candle_core::{Result, Tensor};
@@ -102,9 +102,9 @@ impl FastRnn {
                 }
             } else {
                 let (below, _) = s.h.split_at(k);
-                matvec_add(&layer.w_ih, g, layer.input, &below[k - 1], Some(&layer.b_ih), &mut s.gi);
+                par_matvec_add(&layer.w_ih, g, layer.input, &below[k - 1], Some(&layer.b_ih), &mut s.gi);
             }
-            matvec_add(&layer.w_hh, g, hs, &s.h[k], Some(&layer.b_hh), &mut s.gh);
+            par_matvec_add(&layer.w_hh, g, hs, &s.h[k], Some(&layer.b_hh), &mut s.gh);
             let (h, c) = (&mut s.h[k], &mut s.c[k]);
             for bi in 0..b {
                 let gi = &s.gi[bi * g..(bi + 1) * g];
@@ -133,6 +133,6 @@ impl FastRnn {
             }
         }
         let last = self.layers.len() - 1;
-        matvec_add(&self.head_w, self.vocab, hs, &s.h[last], Some(&self.head_b), logits);
+        par_matvec_add(&self.head_w, self.vocab, hs, &s.h[last], Some(&self.head_b), logits);
     }
 }

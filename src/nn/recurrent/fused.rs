@@ -11,13 +11,14 @@
 //! The forward sweep stashes its activations in the op instance (one per call) for `bwd`.
 
 use super::kernels::{self, Dims, Stash};
-use super::{Cell, Recurrent, State};
+use super::{Cell, Recurrent, State, Steps};
 use candle_core::{bail, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor};
 use std::sync::Mutex;
 
 struct RecurrentOp {
     dims: Dims,
     lens: Vec<usize>,
+    resets: Vec<bool>,
     stash: Mutex<Option<Stash>>,
 }
 
@@ -55,7 +56,7 @@ impl CustomOp3 for RecurrentOp {
         let d = self.dims;
         let rows = d.b * d.t + d.s() * d.b;
         let mut out = vec![0f32; rows * d.h];
-        let stash = kernels::forward(d, &self.lens, f32_slice(s1, l1)?, f32_slice(s2, l2)?, f32_slice(s3, l3)?, &mut out);
+        let stash = kernels::forward(d, &self.lens, &self.resets, f32_slice(s1, l1)?, f32_slice(s2, l2)?, f32_slice(s3, l3)?, &mut out);
         *self.stash.lock().unwrap() = Some(stash);
         Ok((CpuStorage::F32(out), Shape::from((rows, d.h))))
     }
@@ -71,7 +72,7 @@ impl CustomOp3 for RecurrentOp {
         let guard = self.stash.lock().unwrap();
         let Some(stash) = guard.as_ref() else { bail!("fused recurrent op: backward before forward") };
         let g = with_data(x, |x| {
-            with_data(params, |p| with_data(grad_res, |dout| Ok(kernels::backward(self.dims, &self.lens, x, p, stash, dout))))
+            with_data(params, |p| with_data(grad_res, |dout| Ok(kernels::backward(self.dims, &self.lens, &self.resets, x, p, stash, dout))))
         })?;
         let dev = x.device();
         Ok((
@@ -89,7 +90,7 @@ pub fn supported(layer: &Recurrent, x: &Tensor, state: &State) -> bool {
     ts.iter().all(|t| t.device().is_cpu() && t.dtype() == DType::F32)
 }
 
-pub fn forward(layer: &Recurrent, x: &Tensor, state: &State, lengths: Option<&[usize]>) -> Result<(Tensor, State)> {
+pub fn forward(layer: &Recurrent, x: &Tensor, state: &State, steps: Steps) -> Result<(Tensor, State)> {
     let (b, t, f) = x.dims3()?;
     if t == 0 {
         bail!("recurrent layer needs at least one time step");
@@ -102,8 +103,9 @@ pub fn forward(layer: &Recurrent, x: &Tensor, state: &State, lengths: Option<&[u
         _ => state.h.contiguous()?,
     };
     let dims = Dims { cell, b, t, f, h };
-    let lens = lengths.map_or_else(|| vec![t; b], <[usize]>::to_vec);
-    let op = RecurrentOp { dims, lens, stash: Mutex::new(None) };
+    let lens = steps.lengths.map_or_else(|| vec![t; b], <[usize]>::to_vec);
+    let resets = steps.resets.map_or_else(Vec::new, <[bool]>::to_vec);
+    let op = RecurrentOp { dims, lens, resets, stash: Mutex::new(None) };
     let out = x.contiguous()?.apply_op3(&params, &state0, op)?;
     let outputs = out.narrow(0, 0, b * t)?.reshape((b, t, h))?;
     let h_final = out.narrow(0, b * t, b)?;

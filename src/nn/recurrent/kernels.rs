@@ -440,6 +440,7 @@ struct Fwd<'a> {
     d: Dims,
     t: usize,
     lens: &'a [usize],
+    resets: &'a [bool],
     /// Biases added to the pre-activations: b_ih + b_hh, except GRU's n gate (b_in only).
     bias: &'a [f32],
     /// GRU: b_hn, which sits inside r ⊙ (W_hn h + b_hn).
@@ -470,30 +471,46 @@ unsafe fn fwd_rows(c: &Fwd, rows: Range<usize>) {
             if cell == Cell::Lstm {
                 cn_buf.at(cn_off * h, h).copy_from_slice(c.cprev.at(bt * h, h));
             }
-            continue; // outputs past the length stay zero
-        }
-        let y = c.out.at(bt * h, h);
-        let p = |k: usize| c.acts.at(bt * g + k * h, h);
-        match cell {
-            Cell::Lstm => {
-                let (cp, tc, cn) = (c.cprev.at(bt * h, h), c.tanhc.at(bt * h, h), cn_buf.at(cn_off * h, h));
-                lstm_fwd(c.bias, p(0), p(1), p(2), p(3), cp, tc, cn, hn_out, y);
+            // outputs past the length stay zero
+        } else {
+            let y = c.out.at(bt * h, h);
+            let p = |k: usize| c.acts.at(bt * g + k * h, h);
+            match cell {
+                Cell::Lstm => {
+                    let (cp, tc, cn) = (c.cprev.at(bt * h, h), c.tanhc.at(bt * h, h), cn_buf.at(cn_off * h, h));
+                    lstm_fwd(c.bias, p(0), p(1), p(2), p(3), cp, tc, cn, hn_out, y);
+                }
+                Cell::Gru => gru_fwd(c.bias, c.bhn, p(0), p(1), p(2), c.ghn.at(bt * h, h), hp, hn_out, y),
+                Cell::Rnn => rnn_fwd(c.bias, p(0), hn_out, y),
             }
-            Cell::Gru => gru_fwd(c.bias, c.bhn, p(0), p(1), p(2), c.ghn.at(bt * h, h), hp, hn_out, y),
-            Cell::Rnn => rnn_fwd(c.bias, p(0), hn_out, y),
+        }
+        if !last && resets_before(c.resets, bt + 1) {
+            hn_out.fill(0.0);
+            if cell == Cell::Lstm {
+                cn_buf.at(cn_off * h, h).fill(0.0);
+            }
         }
     }
 }
 
 simd_dispatch!(fwd_step, Fwd, fwd_rows);
 
+/// Whether the state is zeroed before step `bt` (`resets` empty: never).
+#[inline(always)]
+fn resets_before(resets: &[bool], bt: usize) -> bool {
+    !resets.is_empty() && resets[bt]
+}
+
 /// Runs the whole sequence. `x` `[B, T, F]`; `params` = W_hh ++ W_ih ++ b_hh ++ b_ih; `state0` = h0
-/// `[B, H]` (++ c0 for LSTM); `out` is zeroed, `[B·T + S·B, H]`.
-pub fn forward(d: Dims, lens: &[usize], x: &[f32], params: &[f32], state0: &[f32], out: &mut [f32]) -> Stash {
+/// `[B, H]` (++ c0 for LSTM); `out` is zeroed, `[B·T + S·B, H]`. `resets` is empty or `[B·T]`: true
+/// zeroes the state before that step (the stash then holds the zeros, so backward needs no extra case
+/// beyond cutting the carried gradient).
+pub fn forward(d: Dims, lens: &[usize], resets: &[bool], x: &[f32], params: &[f32], state0: &[f32], out: &mut [f32]) -> Stash {
     let Dims { cell, b: nb, t: nt, f, h } = d;
     let g = d.g();
     let p = Params::split(d, params);
     assert!(lens.len() == nb && x.len() == nb * nt * f);
+    assert!(resets.is_empty() || resets.len() == nb * nt);
     assert!(state0.len() == d.s() * nb * h && out.len() == (nb * nt + d.s() * nb) * h);
     let mut bias: Vec<f32> = p.b_ih.iter().zip(p.b_hh).map(|(a, b)| a + b).collect();
     let mut bhn = Vec::new();
@@ -513,9 +530,11 @@ pub fn forward(d: Dims, lens: &[usize], x: &[f32], params: &[f32], state0: &[f32
     // The input projection for all steps: acts = x · W_ihᵀ, one [B·T, F] × [F, G·H] GEMM.
     unsafe { StepW::new(f, g, p.w_ih, 1, f).mul(nb * nt, x.as_ptr(), f, s.acts.as_mut_ptr(), g, false) };
     for b in 0..nb {
-        s.hprev[b * nt * h..][..h].copy_from_slice(&state0[b * h..][..h]);
+        let reset = resets_before(resets, b * nt);
+        let init = |dst: &mut [f32], src: &[f32]| if reset { dst.fill(0.0) } else { dst.copy_from_slice(src) };
+        init(&mut s.hprev[b * nt * h..][..h], &state0[b * h..][..h]);
         if lstm {
-            s.cprev[b * nt * h..][..h].copy_from_slice(&state0[(nb + b) * h..][..h]);
+            init(&mut s.cprev[b * nt * h..][..h], &state0[(nb + b) * h..][..h]);
         }
     }
     // Pre-activations += h_{t−1} · W_hhᵀ per step, where W_hhᵀ(k, j) = w_hh[j·H + k]; GRU keeps
@@ -538,6 +557,7 @@ pub fn forward(d: Dims, lens: &[usize], x: &[f32], params: &[f32], state0: &[f32
             d,
             t,
             lens,
+            resets,
             bias: &bias,
             bhn: &bhn,
             hprev: ptr(&mut s.hprev),
@@ -629,7 +649,7 @@ fn col_sums(m: &[f32], rows: usize, rs: usize, dst: &mut [f32]) {
 }
 
 /// Backward through time. `dout` is the gradient of the op output (`[B·T + S·B, H]`).
-pub fn backward(d: Dims, lens: &[usize], x: &[f32], params: &[f32], s: &Stash, dout: &[f32]) -> Grads {
+pub fn backward(d: Dims, lens: &[usize], resets: &[bool], x: &[f32], params: &[f32], s: &Stash, dout: &[f32]) -> Grads {
     let Dims { cell, b: nb, t: nt, f, h } = d;
     let g = d.g();
     let gru = cell == Cell::Gru;
@@ -667,6 +687,13 @@ pub fn backward(d: Dims, lens: &[usize], x: &[f32], params: &[f32], s: &Stash, d
             }
         }
         std::mem::swap(&mut dh, &mut dnext);
+        // A reset before step t cut the state: nothing flows back past it.
+        for b in (0..nb).filter(|&b| resets_before(resets, b * nt + t)) {
+            dh[b * h..][..h].fill(0.0);
+            if cell == Cell::Lstm {
+                dc[b * h..][..h].fill(0.0);
+            }
+        }
     }
     let mut dparams = vec![0.0; d.n_params()];
     let (dw_hh, rest) = dparams.split_at_mut(g * h);

@@ -70,6 +70,16 @@ impl State {
     }
 }
 
+/// Per-step control of a batch of sequences `[B, T, …]`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Steps<'a> {
+    /// Sequence `b` stops after `lengths[b]` steps (variable-length inputs).
+    pub lengths: Option<&'a [usize]>,
+    /// `resets[b·T + t]`: sequence `b` restarts from the zero state before step `t`, as at a document
+    /// boundary in a stream of concatenated documents. No gradient flows back across a reset.
+    pub resets: Option<&'a [bool]>,
+}
+
 /// One recurrent layer: the same weights at every time step.
 #[derive(Clone, Debug)]
 pub struct Recurrent {
@@ -115,24 +125,21 @@ impl Recurrent {
     /// its final state is the one after its own last step, so padding never leaks into results.
     /// Returns all hidden states `[B, T, H]` and the final state.
     pub fn forward(&self, x: &Tensor, state: Option<&State>, lengths: Option<&[usize]>) -> Result<(Tensor, State)> {
-        self.forward_with(Backend::Auto, x, state, lengths)
+        self.forward_with(Backend::Auto, x, state, Steps { lengths, resets: None })
     }
 
-    pub fn forward_with(
-        &self,
-        backend: Backend,
-        x: &Tensor,
-        state: Option<&State>,
-        lengths: Option<&[usize]>,
-    ) -> Result<(Tensor, State)> {
+    pub fn forward_with(&self, backend: Backend, x: &Tensor, state: Option<&State>, steps: Steps) -> Result<(Tensor, State)> {
         let (b, t, f) = x.dims3()?;
         if f != self.input_size {
             candle_core::bail!("recurrent layer expects {} input features, got {f}", self.input_size);
         }
-        if let Some(l) = lengths {
+        if let Some(l) = steps.lengths {
             if l.len() != b || l.iter().any(|&n| n > t) {
                 candle_core::bail!("lengths must give one value ≤ {t} per sequence ({b} sequences)");
             }
+        }
+        if steps.resets.is_some_and(|r| r.len() != b * t) {
+            candle_core::bail!("resets must give one flag per step ({b}×{t})");
         }
         let zero;
         let state = match state {
@@ -143,10 +150,10 @@ impl Recurrent {
             }
         };
         match backend {
-            Backend::Reference => reference::forward(self, x, state, lengths),
-            Backend::Fused => fused::forward(self, x, state, lengths),
-            Backend::Auto if fused::supported(self, x, state) => fused::forward(self, x, state, lengths),
-            Backend::Auto => reference::forward(self, x, state, lengths),
+            Backend::Reference => reference::forward(self, x, state, steps),
+            Backend::Fused => fused::forward(self, x, state, steps),
+            Backend::Auto if fused::supported(self, x, state) => fused::forward(self, x, state, steps),
+            Backend::Auto => reference::forward(self, x, state, steps),
         }
     }
 

@@ -5,7 +5,7 @@
 //! `narrow` backward writes a full-size gradient, so slicing the large projection would make the
 //! backward pass O(T²·G·H); slicing the small input keeps it to O(T²·F).
 
-use super::{Cell, Recurrent, State};
+use super::{Cell, Recurrent, State, Steps};
 use candle_core::{Result, Tensor, D};
 
 fn sigmoid(x: &Tensor) -> Result<Tensor> {
@@ -52,21 +52,26 @@ pub fn step(layer: &Recurrent, x_t: &Tensor, state: &State, mask: Option<&Tensor
     })
 }
 
-pub fn forward(layer: &Recurrent, x: &Tensor, state: &State, lengths: Option<&[usize]>) -> Result<(Tensor, State)> {
+pub fn forward(layer: &Recurrent, x: &Tensor, state: &State, steps: Steps) -> Result<(Tensor, State)> {
     let (b, t, _) = x.dims3()?;
-    let masks: Option<Vec<Tensor>> = lengths
-        .map(|l| {
-            (0..t)
-                .map(|s| {
-                    let m: Vec<f32> = l.iter().map(|&n| if s < n { 1.0 } else { 0.0 }).collect();
-                    Tensor::from_vec(m, (b, 1), x.device())
-                })
-                .collect()
-        })
-        .transpose()?;
+    // A `[B, 1]` column per step, 1.0 where `pick(b, step)` holds.
+    let columns = |pick: &dyn Fn(usize, usize) -> bool| -> Result<Vec<Tensor>> {
+        (0..t)
+            .map(|s| {
+                let m: Vec<f32> = (0..b).map(|i| if pick(i, s) { 1.0 } else { 0.0 }).collect();
+                Tensor::from_vec(m, (b, 1), x.device())
+            })
+            .collect()
+    };
+    let masks = steps.lengths.map(|l| columns(&|i, s| s < l[i])).transpose()?;
+    let keeps = steps.resets.map(|r| columns(&|i, s| !r[i * t + s])).transpose()?;
     let mut state = state.clone();
     let mut outputs = Vec::with_capacity(t);
     for s in 0..t {
+        if let Some(k) = &keeps {
+            let cut = |v: &Tensor| v.broadcast_mul(&k[s]);
+            state = State { h: cut(&state.h)?, c: state.c.as_ref().map(cut).transpose()? };
+        }
         let x_t = x.narrow(1, s, 1)?.squeeze(1)?;
         let mask = masks.as_ref().map(|m| &m[s]);
         state = step(layer, &x_t, &state, mask)?;
