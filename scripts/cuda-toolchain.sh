@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs a CUDA 13 compiler (nvcc, cicc, ptxas), the runtime headers and the libraries gen links
-# (cudart, cuBLAS, cuRAND, NVRTC) from PyPI into a private
-# prefix, so `cargo build --release --features cuda` works on a machine without a system CUDA
-# toolkit — even one without a GPU. Prints the variables to export.
+# (cudart, cuBLAS, cuRAND, NVRTC) from PyPI into a private prefix, so
+# `cargo build --release --features cuda` works on a machine without a system CUDA toolkit — even one
+# without a GPU. Prints the variables to export.
 #
 #   eval "$(scripts/cuda-toolchain.sh)"        # then: cargo build --release --features cuda
 #
@@ -31,14 +31,15 @@ for lib in cudart cublas cublasLt curand nvrtc; do
 done
 # libcuda comes with the GPU driver, not from PyPI. Link against a stub that defines the driver
 # functions cudarc declares (what the toolkit's lib64/stubs holds); at run time the driver's real
-# libcuda.so.1 is loaded. cudarc searches $CUDA_HOME/lib/stubs; keep it off LD_LIBRARY_PATH.
+# libcuda.so.1 is loaded. cudarc searches $CUDA_HOME/lib/stubs; keep it off LD_LIBRARY_PATH. Every
+# stub function returns CUDA_ERROR_NO_DEVICE (100), so a binary run against it fails cleanly.
 if [ ! -e "$HOME_DIR/lib/stubs/libcuda.so" ]; then
   here="$(cd "$(dirname "$0")/.." && pwd)"
   manifest=$(cd "$here" && cargo metadata --format-version 1 --features cuda 2>/dev/null |
     python3 -c 'import json,sys; print(next(p["manifest_path"] for p in json.load(sys.stdin)["packages"] if p["name"] == "cudarc"))')
   mkdir -p "$HOME_DIR/lib/stubs"
   grep -o 'pub unsafe fn cu[A-Za-z0-9_]*' "$(dirname "$manifest")/src/driver/sys/mod.rs" | sed 's/pub unsafe fn //' |
-    sort -u | sed 's/.*/void &(void) {}/' > "$HOME_DIR/lib/stubs/cuda_stub.c"
+    sort -u | sed 's/.*/int &(void) { return 100; }/' > "$HOME_DIR/lib/stubs/cuda_stub.c"
   cc -shared -fPIC -Wl,-soname,libcuda.so.1 -o "$HOME_DIR/lib/stubs/libcuda.so" "$HOME_DIR/lib/stubs/cuda_stub.c"
 fi
 "$HOME_DIR/bin/nvcc" --version >&2

@@ -2,7 +2,7 @@
 //! wrong: broken structure, copied titles, the same ingredient listed twice, and instructions that
 //! ignore the ingredient list.
 
-use crate::sample::recipe_text::{parse, ParsedRecipe};
+use crate::sample::recipe_text::{normalize, parse, ParsedRecipe};
 use serde::Serialize;
 use std::collections::HashSet;
 
@@ -62,10 +62,6 @@ fn singular(w: &str) -> String {
     } else {
         w.to_string()
     }
-}
-
-fn normalize(s: &str) -> String {
-    s.to_lowercase().split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Judges generated texts; `finished[i]` says whether sample i ended with `<eor>`.

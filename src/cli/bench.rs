@@ -167,7 +167,7 @@ fn sample(a: &BenchSampleArgs) -> Result<()> {
             Checkpoint::init(a.model.config(tok.vocab_size())?, tok, &device, 1)?
         }
     };
-    let settings = SampleSettings { temperature: 1.0, top_k: None, top_p: None, seed: 1, max_chars: a.chars, stop_at_eor: false };
+    let settings = SampleSettings { temperature: 1.0, top_k: None, top_p: None, seed: 1, max_chars: a.chars, stop_at_eor: false, no_repeat_ingredients: false };
     // Warm-up (allocations, weight conversion), then the timed run.
     generate(&ckpt.model, &ckpt.tokenizer, &[], a.batch, &SampleSettings { max_chars: 50, ..settings.clone() }, &device, &mut |_, _| {})?;
     let t0 = Instant::now();

@@ -44,9 +44,20 @@ pub fn run(args: &JudgeArgs) -> Result<()> {
         None
     };
     let out = gen::sample::generate(&ckpt.model, &ckpt.tokenizer, &prime, args.count, &settings, &device, &mut |_, _| {})?;
+    let rewinds = out.iter().map(|g| g.rewinds as f64).sum::<f64>() / out.len() as f64;
     let texts: Vec<(String, bool)> = out.into_iter().map(|g| (g.text, g.finished)).collect();
     let j = judge(&texts, titles.as_ref());
-    report(&j, args.json, Some((settings.temperature, settings.seed)))
+    let info = Sampled { temperature: settings.temperature, seed: settings.seed, no_repeat: settings.no_repeat_ingredients, rewinds };
+    report(&j, args.json, Some(info))
+}
+
+/// How the judged samples were drawn.
+struct Sampled {
+    temperature: f64,
+    seed: u64,
+    no_repeat: bool,
+    /// Ingredient lines sampled again per sample (the line guard).
+    rewinds: f64,
 }
 
 /// The measures on real held-out recipes: the values a perfect model would reach.
@@ -60,18 +71,25 @@ fn reference(args: &JudgeArgs) -> Result<()> {
     report(&judge(&texts, Some(&titles_of(&train))), args.json, None)
 }
 
-fn report(j: &Judgement, json: bool, sampling: Option<(f64, u64)>) -> Result<()> {
+fn report(j: &Judgement, json: bool, sampling: Option<Sampled>) -> Result<()> {
     if json {
         let mut v = serde_json::to_value(j)?;
-        if let Some((temperature, seed)) = sampling {
-            v["temperature"] = temperature.into();
-            v["seed"] = seed.into();
+        if let Some(s) = &sampling {
+            v["temperature"] = s.temperature.into();
+            v["seed"] = s.seed.into();
+            v["no_repeat_ingredients"] = s.no_repeat.into();
+            v["rewound_lines_per_sample"] = s.rewinds.into();
         }
         println!("{v}");
     } else {
         let pct = |x: f64| format!("{:.1}%", 100.0 * x);
-        match sampling {
-            Some((t, _)) => println!("samples                 {} at temperature {t}", j.samples),
+        match &sampling {
+            Some(s) => {
+                println!("samples                 {} at temperature {}", j.samples, s.temperature);
+                if s.no_repeat {
+                    println!("rewound lines           {:.2} per sample (repeated ingredient lines sampled again)", s.rewinds);
+                }
+            }
             None => println!("held-out recipes        {}", j.samples),
         }
         println!("valid structure         {}", pct(j.valid_structure));

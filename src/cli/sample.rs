@@ -33,7 +33,7 @@ pub struct SamplingArgs {
     /// Random seed; the same seed gives the same output [default: from the clock, printed on stderr]
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Text to start every recipe with (after the end-of-recipe token) [default: "Title: "]
+    /// Text to start every recipe with (after the end-of-recipe token) [default: none]
     #[arg(long, conflicts_with = "title")]
     pub prime: Option<String>,
     /// Start every recipe with "Title: TEXT".
@@ -43,6 +43,10 @@ pub struct SamplingArgs {
     /// `sample`, 4000 for `judge`]
     #[arg(long)]
     pub max_chars: Option<usize>,
+    /// Keep ingredient lines the recipe already lists. By default such a line is sampled again from
+    /// its start (recurrent models; the transformer cannot step back one stream).
+    #[arg(long)]
+    pub allow_repeats: bool,
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -55,7 +59,15 @@ impl SamplingArgs {
             eprintln!("seed {s}");
             s
         });
-        SampleSettings { temperature: self.temperature, top_k: self.top_k, top_p: self.top_p, seed, max_chars: self.max_chars.unwrap_or(default_max_chars), stop_at_eor: true }
+        SampleSettings {
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            seed,
+            max_chars: self.max_chars.unwrap_or(default_max_chars),
+            stop_at_eor: true,
+            no_repeat_ingredients: !self.allow_repeats,
+        }
     }
 
     /// Everything a sampling command needs: validated settings, the device, the checkpoint, and the
@@ -68,6 +80,9 @@ impl SamplingArgs {
         settings.validate()?;
         let device = gen::device::parse(&self.device)?;
         let ckpt = Checkpoint::load(&self.checkpoint, &device)?;
+        if !self.allow_repeats && matches!(ckpt.model, gen::model::CharModel::Transformer(_)) {
+            eprintln!("note: repeated ingredient lines are kept: the transformer's streams cannot step back one line");
+        }
         let prime = match self.prime_text() {
             Some(p) => sample::encode_prime(&ckpt.tokenizer, &p)?,
             None => Vec::new(),
@@ -79,10 +94,9 @@ impl SamplingArgs {
         match (&self.prime, &self.title) {
             (Some(p), _) => Some(p.clone()),
             (None, Some(t)) => Some(format!("Title: {t}\n")),
-            // The models are trained on one continuous stream, so their state at a recipe boundary is
-            // never zero; from the zero state "Title: " is far from certain after <eor> (p ≈ 0.37 for 'T'
-            // with the shipped model). Starting every recipe with it keeps the structure on track.
-            (None, None) => Some("Title: ".into()),
+            // Recurrent models are trained to start every recipe from the zero state after <eor>,
+            // which is where sampling starts: the model writes the whole recipe, title line included.
+            (None, None) => None,
         }
     }
 }

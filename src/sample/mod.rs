@@ -1,6 +1,8 @@
 //! Generation: feed `<eor>` and a prime, then sample one character per stream per step with
 //! candle-transformers' `LogitsProcessor` (temperature, top-k, top-p), many streams as one batch.
 
+mod helper;
+pub mod line_guard;
 pub mod matvec;
 pub mod recipe_text;
 pub mod rnn_cpu;
@@ -13,6 +15,7 @@ use crate::tokenizer::{CharTokenizer, EOR_ID};
 use anyhow::{bail, Result};
 use candle_core::{Device, Module, Tensor};
 use candle_transformers::generation::{LogitsProcessor, Sampling};
+use line_guard::LineGuard;
 use rnn_cpu::{FastRnn, FastState};
 
 #[derive(Clone, Debug)]
@@ -25,6 +28,8 @@ pub struct SampleSettings {
     pub max_chars: usize,
     /// End a stream at `<eor>` (benchmarks of random models keep going).
     pub stop_at_eor: bool,
+    /// Re-sample an ingredient line the recipe already lists (`line_guard`; recurrent models only).
+    pub no_repeat_ingredients: bool,
 }
 
 impl SampleSettings {
@@ -62,8 +67,16 @@ impl SampleSettings {
 pub struct Generated {
     pub text: String,
     pub finished: bool,
-    /// Tokens sampled for this stream (the prime not included).
+    /// Tokens sampled for this stream (the prime not included; rewound lines included).
     pub tokens: usize,
+    /// Ingredient lines sampled again because the recipe already listed them.
+    pub rewinds: u32,
+}
+
+/// One stream's model state and next-token logits, to step back to.
+pub struct Snapshot {
+    rows: Vec<Vec<f32>>,
+    logits: Vec<f32>,
 }
 
 /// Runs a model one token per stream per call, returning logits `[B·V]`.
@@ -86,6 +99,64 @@ impl<'a> Stepper<'a> {
             }
             CharModel::Rnn(m) => Ok(Stepper::Rnn { model: m, state: m.zero_state(batch, device)?, device: device.clone() }),
             CharModel::Transformer(m) => Ok(Stepper::Transformer { model: m, cache: m.new_cache(batch), device: device.clone() }),
+        }
+    }
+
+    /// Whether single streams can step back (`snapshot`/`restore`): the recurrent models, whose state
+    /// is a few vectors; the transformer's KV cache advances all streams together.
+    pub fn can_rewind(&self) -> bool {
+        !matches!(self, Stepper::Transformer { .. })
+    }
+
+    /// Stream `i`'s state and its row of `logits`.
+    pub fn snapshot(&self, i: usize, logits: &[f32]) -> Result<Snapshot> {
+        let v = logits.len() / self.batch();
+        let rows = match self {
+            Stepper::FastRnn(_, s) => s.rows(i),
+            Stepper::Rnn { state, .. } => {
+                let mut rows = Vec::new();
+                for s in state {
+                    rows.push(s.h.get(i)?.to_vec1::<f32>()?);
+                    if let Some(c) = &s.c {
+                        rows.push(c.get(i)?.to_vec1::<f32>()?);
+                    }
+                }
+                rows
+            }
+            Stepper::Transformer { .. } => bail!("the transformer's streams cannot step back"),
+        };
+        Ok(Snapshot { rows, logits: logits[i * v..(i + 1) * v].to_vec() })
+    }
+
+    /// Puts stream `i` back where `snapshot` found it.
+    pub fn restore(&mut self, i: usize, snap: &Snapshot, logits: &mut [f32]) -> Result<()> {
+        let v = snap.logits.len();
+        logits[i * v..(i + 1) * v].copy_from_slice(&snap.logits);
+        match self {
+            Stepper::FastRnn(_, s) => s.set_rows(i, &snap.rows),
+            Stepper::Rnn { state, device, .. } => {
+                let mut rows = snap.rows.iter();
+                for s in state.iter_mut() {
+                    let put = |t: &Tensor, r: &Vec<f32>| -> Result<Tensor> {
+                        let row = Tensor::from_slice(r, (1, r.len()), device)?;
+                        Ok(t.slice_assign(&[i..i + 1, 0..r.len()], &row)?)
+                    };
+                    s.h = put(&s.h, rows.next().expect("snapshot has every layer"))?;
+                    if let Some(c) = &s.c {
+                        s.c = Some(put(c, rows.next().expect("snapshot has every layer"))?);
+                    }
+                }
+            }
+            Stepper::Transformer { .. } => bail!("the transformer's streams cannot step back"),
+        }
+        Ok(())
+    }
+
+    fn batch(&self) -> usize {
+        match self {
+            Stepper::FastRnn(_, s) => s.batch(),
+            Stepper::Rnn { state, .. } => state[0].h.dim(0).unwrap_or(1),
+            Stepper::Transformer { cache, .. } => cache.batch(),
         }
     }
 
@@ -125,7 +196,7 @@ pub fn encode_prime(tok: &CharTokenizer, prime: &str) -> Result<Vec<u32>> {
 }
 
 /// Generates `count` texts in one batch, starting each from `<eor>` + `prime`. `on_token(stream, s)`
-/// sees every generated piece as it comes (for streaming output).
+/// sees every generated piece as it comes (for streaming output; with the line guard, whole lines).
 pub fn generate(
     model: &CharModel,
     tok: &CharTokenizer,
@@ -142,19 +213,39 @@ pub fn generate(
         (0..count).map(|i| LogitsProcessor::from_sampling(settings.seed.wrapping_add(i as u64), settings.sampling())).collect();
     let vocab = tok.vocab_size();
     let mut logits = Vec::new();
-    let mut out: Vec<Generated> = (0..count).map(|_| Generated { text: tok.decode(prime), finished: false, tokens: 0 }).collect();
+    let prime_text = tok.decode(prime);
+    let mut out: Vec<Generated> =
+        (0..count).map(|_| Generated { text: prime_text.clone(), finished: false, tokens: 0, rewinds: 0 }).collect();
+    // Per stream: the guard, the snapshot at the start of its current line, and how much of its text
+    // `on_token` has seen.
+    let guarded = settings.no_repeat_ingredients && stepper.can_rewind();
+    let mut guards: Vec<Option<(LineGuard, Option<Snapshot>)>> =
+        (0..count).map(|_| guarded.then(|| (LineGuard::new(&prime_text), None))).collect();
+    let mut shown = vec![0usize; count];
+    let mut show = |i: usize, text: &str, upto: usize, shown: &mut [usize]| {
+        if upto > shown[i] {
+            on_token(i, &text[shown[i]..upto]);
+            shown[i] = upto;
+        }
+    };
     for (i, g) in out.iter().enumerate() {
-        on_token(i, &g.text);
+        show(i, &g.text, g.text.len(), &mut shown);
     }
     stepper.step(&vec![EOR_ID; count], &mut logits)?;
     for &t in prime {
         stepper.step(&vec![t; count], &mut logits)?;
     }
     let mut next = vec![EOR_ID; count];
+    let mut rewind = vec![false; count];
     for _ in 0..settings.max_chars {
         for (i, g) in out.iter_mut().enumerate() {
             if g.finished {
                 continue;
+            }
+            if let Some((guard, snap @ None)) = &mut guards[i] {
+                if guard.line_start == g.text.len() {
+                    *snap = Some(stepper.snapshot(i, &logits)?);
+                }
             }
             let row = Tensor::from_slice(&logits[i * vocab..(i + 1) * vocab], vocab, &Device::Cpu)?;
             let t = procs[i].sample(&row)?;
@@ -162,16 +253,44 @@ pub fn generate(
             g.tokens += 1;
             if t == EOR_ID && settings.stop_at_eor {
                 g.finished = true;
-            } else {
-                let piece = tok.decode(&[t]);
-                on_token(i, &piece);
-                g.text.push_str(&piece);
+                show(i, &g.text, g.text.len(), &mut shown);
+                continue;
+            }
+            let piece = tok.decode(&[t]);
+            match &mut guards[i] {
+                None => {
+                    g.text.push_str(&piece);
+                    show(i, &g.text, g.text.len(), &mut shown);
+                }
+                Some((guard, snap)) if piece == "\n" => {
+                    if guard.rejects(&g.text[guard.line_start..]) {
+                        g.text.truncate(guard.line_start);
+                        g.rewinds += 1;
+                        rewind[i] = true;
+                    } else {
+                        g.text.push('\n');
+                        guard.line_start = g.text.len();
+                        *snap = None;
+                        show(i, &g.text, g.text.len(), &mut shown);
+                    }
+                }
+                Some(_) => g.text.push_str(&piece),
             }
         }
         if out.iter().all(|g| g.finished) {
             break;
         }
         stepper.step(&next, &mut logits)?;
+        // A rewound stream took a step like the others; put it back at the start of its line.
+        for (i, r) in rewind.iter_mut().enumerate().filter(|(_, r)| **r) {
+            if let Some((_, Some(snap))) = &guards[i] {
+                stepper.restore(i, snap, &mut logits)?;
+            }
+            *r = false;
+        }
+    }
+    for (i, g) in out.iter().enumerate() {
+        show(i, &g.text, g.text.len(), &mut shown);
     }
     Ok(out)
 }

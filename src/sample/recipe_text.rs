@@ -35,6 +35,11 @@ pub fn parse(text: &str) -> Option<ParsedRecipe> {
     (!ingredients.is_empty() && !instructions.is_empty()).then_some(ParsedRecipe { title, ingredients, instructions })
 }
 
+/// A line as the repetition and novelty measures compare it: lower case, whitespace collapsed.
+pub fn normalize(s: &str) -> String {
+    s.to_lowercase().split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
