@@ -65,6 +65,11 @@ fn main() {
         Command::TauRnn(a) => cli::tau_rnn::run(a),
     };
     if let Err(e) = result {
+        // A closed stdout (`gen sample | head`) is the reader's choice, not an error.
+        let broken_pipe = e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe));
+        if broken_pipe {
+            std::process::exit(0);
+        }
         // One line: the chain of contexts joined by ": ". candle appends a backtrace to its
         // messages when RUST_BACKTRACE is set; users get the message, not the trace.
         let msg = format!("{e:#}");

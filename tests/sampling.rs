@@ -171,3 +171,23 @@ fn the_shipped_model_does_not_repeat_ingredient_lines() {
     assert!(ingredients_repeat(&["--allow-repeats"]) > 0, "the check needs a setting where the model repeats");
     assert_eq!(ingredients_repeat(&[]), 0);
 }
+
+#[test]
+fn a_reader_that_stops_early_is_not_an_error() {
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gen"))
+        .args(["sample", "-n", "3", "--seed", "1", "--max-chars", "400"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap(); // then closes the pipe
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert!(first.starts_with("Title: "), "{first}");
+    assert!(status.success(), "exit {status}: {err}");
+    assert!(!err.contains("error"), "{err}");
+}
