@@ -47,8 +47,7 @@ pub fn ingredient_keyword(line: &str) -> Option<String> {
     }
     let word = head
         .split(|c: char| !c.is_alphabetic())
-        .filter(|w| w.chars().count() >= 3 && !NOT_KEYWORDS.contains(w))
-        .last()?;
+        .rfind(|w| w.chars().count() >= 3 && !NOT_KEYWORDS.contains(w))?;
     Some(singular(word))
 }
 

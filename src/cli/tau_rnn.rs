@@ -261,7 +261,7 @@ fn samples(args: &TauRnnArgs) -> Result<Samples> {
                 None => {
                     // A fifth by a hash of the position, so a file sorted by anything stays balanced.
                     let (val, train): (Vec<(usize, Tau)>, Vec<(usize, Tau)>) =
-                        all.into_iter().enumerate().partition(|(i, _)| ((*i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) % 5 == 0);
+                        all.into_iter().enumerate().partition(|(i, _)| ((*i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40).is_multiple_of(5));
                     let (train, val): (Vec<Tau>, Vec<Tau>) = (train.into_iter().map(|x| x.1).collect(), val.into_iter().map(|x| x.1).collect());
                     if train.is_empty() || val.is_empty() {
                         bail!("{}: too few taus to split off a validation fifth: give --val FILE or more taus", p.display());

@@ -31,6 +31,7 @@ pub fn with_f32<R>(t: &Tensor, what: &str, f: impl FnOnce(&[f32]) -> R) -> Resul
 /// # Safety
 /// The caller writes every element before anything reads it, and never reads elements it did not
 /// write.
+#[allow(clippy::uninit_vec)] // deliberate, under the contract above
 pub unsafe fn output_buffer(len: usize) -> Vec<f32> {
     let mut v = Vec::with_capacity(len);
     v.set_len(len);

@@ -136,7 +136,7 @@ mod tests {
             let want = s[lo] + f * (s[lo + 1] - s[lo]);
             assert!((quantile(&mut v.clone(), q) - want).abs() < 1e-12);
         }
-        let f = figure(&mut vec![1.0, 2.0, 3.0, 4.0, 5.0]);
+        let f = figure(&mut [1.0, 2.0, 3.0, 4.0, 5.0]);
         assert_eq!((f.q25, f.response, f.q75), (2.0, 3.0, 4.0));
         assert!((f.resolution - 2.0 / 3.0).abs() < 1e-12);
     }

@@ -190,7 +190,7 @@ impl Trainer<'_> {
             let bpc = loss_value / std::f64::consts::LN_2;
             progress.step(state.step, bpc, elapsed(&started));
 
-            if state.step % o.log_every == 0 {
+            if state.step.is_multiple_of(o.log_every) {
                 let cps = window_tokens as f64 / window_start.elapsed().as_secs_f64();
                 let train_bpc = window_loss / window_n as f64 / std::f64::consts::LN_2;
                 last_train_bpc = Some(train_bpc);
@@ -208,7 +208,7 @@ impl Trainer<'_> {
                 (window_loss, window_n, window_tokens) = (0.0, 0, 0);
                 window_start = Instant::now();
             }
-            if state.step % o.eval_every == 0 {
+            if state.step.is_multiple_of(o.eval_every) {
                 let val = self.evaluate_and_save(&mut state, &opt, &carry, &mut metrics, &mut progress, elapsed(&started), &save)?;
                 last_val_bpc = val;
                 window_start = Instant::now(); // evaluation time is not training throughput
@@ -219,7 +219,7 @@ impl Trainer<'_> {
         };
         // Final evaluation and checkpoint, unless the last step just did both. An interrupted run
         // saves without evaluating, so Ctrl-C returns at once.
-        let just_saved = state.step > 0 && state.step % o.eval_every == 0;
+        let just_saved = state.step > 0 && state.step.is_multiple_of(o.eval_every);
         if stopped_by == "interrupt" {
             if !just_saved {
                 state.elapsed_s = elapsed(&started);

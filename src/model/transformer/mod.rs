@@ -61,7 +61,7 @@ impl TransformerConfig {
         ensure!(self.layers > 0, "--layers must be positive");
         ensure!(self.heads > 0, "--heads must be positive");
         ensure!(self.context > 0, "--context must be positive");
-        ensure!(self.dim % self.heads == 0, "--heads {} must divide --dim {}", self.heads, self.dim);
+        ensure!(self.dim.is_multiple_of(self.heads), "--heads {} must divide --dim {}", self.heads, self.dim);
         ensure!((0.0..1.0).contains(&self.dropout), "--dropout must be in [0, 1), got {}", self.dropout);
         Ok(())
     }
