@@ -5,6 +5,7 @@
 //! output projection. Two implementations compute the same function:
 //! - `causal_attention_ops`: plain differentiable candle ops, every device (CUDA uses it);
 //! - the fused CPU kernel (`causal_attention_fused`): one custom op with a hand-written backward.
+//!
 //! `attend` is the op-level core shared with incremental decoding, where new queries see a key/value
 //! cache in front of them.
 

@@ -9,6 +9,7 @@
 //!   massless cluster (energies added, direction of the summed momentum) before measurement; energy
 //!   smeared with σ(E) = √((0.008E)² + 0.11² E + 0.40²) GeV and multiplied by `photon_scale`;
 //!   clusters measured below 0.5 GeV are lost.
+//!
 //! `ideal`: the same acceptance (|η| < 2.5), photons resolved one by one, no smearing, no
 //! threshold. `photon_scale` and `track_efficiency` apply to both (they are explicit requests).
 //! Both: particles ordered by pT, the softest beyond `max_particles` dropped (not merged: merging
