@@ -19,6 +19,18 @@ impl Score {
     pub fn bpc(&self) -> f64 {
         self.nll_nats / self.tokens.max(1) as f64 / std::f64::consts::LN_2
     }
+
+    /// Adds the −ln p of `targets` under `logits` `[B, W, V]` at the positions where `mask` is 1.
+    fn add(&mut self, logits: &Tensor, targets: Vec<u32>, mask: Vec<f32>) -> Result<()> {
+        let (n, device) = (targets.len(), logits.device());
+        let logp = candle_nn::ops::log_softmax(&logits.reshape((n, ()))?, D::Minus1)?;
+        let picked = logp.gather(&Tensor::from_vec(targets, (n, 1), device)?, 1)?.squeeze(1)?;
+        let counted: f32 = mask.iter().sum();
+        let m = Tensor::from_vec(mask, n, device)?;
+        self.nll_nats -= (picked * m)?.sum_all()?.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+        self.tokens += counted as u64;
+        Ok(())
+    }
 }
 
 /// Recipes per forward batch and the window the state is carried across (bounded memory for long recipes).
@@ -68,12 +80,7 @@ fn score_batch(model: &CharModel, docs: &[&Vec<u32>], device: &Device) -> Result
         let x = Tensor::from_vec(inputs, (b, w), device)?;
         let (logits, next) = model.forward_window(&x, &carry, None)?;
         carry = next.detach();
-        let logp = candle_nn::ops::log_softmax(&logits.reshape((b * w, ()))?, D::Minus1)?;
-        let picked = logp.gather(&Tensor::from_vec(targets, (b * w, 1), device)?, 1)?.squeeze(1)?;
-        let n: f32 = mask.iter().sum();
-        let m = Tensor::from_vec(mask, b * w, device)?;
-        score.nll_nats -= (picked * m)?.sum_all()?.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
-        score.tokens += n as u64;
+        score.add(&logits, targets, mask)?;
         start += w;
     }
     Ok(score)
@@ -135,12 +142,7 @@ fn score_windows(model: &CharModel, docs: &[Vec<u32>], context: usize, device: &
         }
         let x = Tensor::from_vec(inputs, (b, w), device)?;
         let (logits, _) = model.forward_window(&x, &carry, None)?;
-        let logp = candle_nn::ops::log_softmax(&logits.reshape((b * w, ()))?, D::Minus1)?;
-        let picked = logp.gather(&Tensor::from_vec(targets, (b * w, 1), device)?, 1)?.squeeze(1)?;
-        let n: f32 = mask.iter().sum();
-        let m = Tensor::from_vec(mask, b * w, device)?;
-        score.nll_nats -= (picked * m)?.sum_all()?.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
-        score.tokens += n as u64;
+        score.add(&logits, targets, mask)?;
     }
     Ok(score)
 }
