@@ -168,30 +168,30 @@ impl CustomOp3 for AttentionBlock {
         let saved = self.saved.lock().unwrap();
         let Some(s) = saved.as_ref() else { candle_core::bail!("attention block: backward before forward") };
         let mut dp = vec![0f32; p.elem_count()];
-        let dx = with_f32(x, "attention block", |x| {
-            with_f32(p, "attention block", |p| {
-                with_f32(m, "attention block", |m| {
-                    with_f32(dy, "attention block", |dy| {
-                        let [ln_w, _, qkv_w, _, proj_w, _] = split(p, self.lens());
-                        let [d_ln_w, d_ln_b, d_qkv_w, d_qkv_b, d_proj_w, d_proj_b] = split_mut(&mut dp, self.lens());
-                        let mut masked = Vec::new();
-                        let dbranch = branch_grad(dy, mask_of(m, n * d), &mut masked);
-                        // SAFETY: each buffer is overwritten by the kernel that produces it.
-                        let (mut da, mut dqkv, mut dh) =
-                            unsafe { (output_buffer(n * d), output_buffer(n * 3 * d), output_buffer(n * d)) };
-                        linear::backward_into(&s.a, proj_w, dbranch, Some((&mut da, false)), d_proj_w, d_proj_b);
-                        attention::backward(self.dims, &s.qkv, &s.probs, &da, &mut dqkv);
-                        linear::backward_into(&s.h, qkv_w, &dqkv, Some((&mut dh, false)), d_qkv_w, d_qkv_b);
-                        let mut dx = dy.to_vec();
-                        layer_norm::backward(x, ln_w, &dh, &mut dx, true, d_ln_w, d_ln_b);
-                        dx
-                    })
-                })
-            })
-        })????;
+        let dx = with_inputs("attention block", [x, p, m, dy], |x, p, m, dy| {
+            let [ln_w, _, qkv_w, _, proj_w, _] = split(p, self.lens());
+            let [d_ln_w, d_ln_b, d_qkv_w, d_qkv_b, d_proj_w, d_proj_b] = split_mut(&mut dp, self.lens());
+            let mut masked = Vec::new();
+            let dbranch = branch_grad(dy, mask_of(m, n * d), &mut masked);
+            // SAFETY: each buffer is overwritten by the kernel that produces it.
+            let (mut da, mut dqkv, mut dh) =
+                unsafe { (output_buffer(n * d), output_buffer(n * 3 * d), output_buffer(n * d)) };
+            linear::backward_into(&s.a, proj_w, dbranch, Some((&mut da, false)), d_proj_w, d_proj_b);
+            attention::backward(self.dims, &s.qkv, &s.probs, &da, &mut dqkv);
+            linear::backward_into(&s.h, qkv_w, &dqkv, Some((&mut dh, false)), d_qkv_w, d_qkv_b);
+            let mut dx = dy.to_vec();
+            layer_norm::backward(x, ln_w, &dh, &mut dx, true, d_ln_w, d_ln_b);
+            dx
+        })?;
         let dev = x.device();
         Ok((Some(Tensor::from_vec(dx, (n, d), dev)?), Some(Tensor::from_vec(dp, p.elem_count(), dev)?), None))
     }
+}
+
+/// Runs `f` on the f32 data of what a block's backward reads: input, packed parameters, mask and
+/// output gradient.
+fn with_inputs<R>(what: &str, [x, p, m, dy]: [&Tensor; 4], f: impl FnOnce(&[f32], &[f32], &[f32], &[f32]) -> R) -> Result<R> {
+    with_f32(x, what, |x| with_f32(p, what, |p| with_f32(m, what, |m| with_f32(dy, what, |dy| f(x, p, m, dy)))))???
 }
 
 /// Activations the MLP sub-block keeps for its backward.
@@ -263,27 +263,21 @@ impl CustomOp3 for MlpBlock {
         let saved = self.saved.lock().unwrap();
         let Some(s) = saved.as_ref() else { candle_core::bail!("mlp block: backward before forward") };
         let mut dp = vec![0f32; p.elem_count()];
-        let dx = with_f32(x, "mlp block", |x| {
-            with_f32(p, "mlp block", |p| {
-                with_f32(m, "mlp block", |m| {
-                    with_f32(dy, "mlp block", |dy| {
-                        let [ln_w, _, fc_w, _, proj_w, _] = split(p, self.lens());
-                        let [d_ln_w, d_ln_b, d_fc_w, d_fc_b, d_proj_w, d_proj_b] = split_mut(&mut dp, self.lens());
-                        let mut masked = Vec::new();
-                        let dbranch = branch_grad(dy, mask_of(m, n * d), &mut masked);
-                        // SAFETY: each buffer is overwritten by the kernel that produces it.
-                        let (mut dg, mut du, mut dh) =
-                            unsafe { (output_buffer(n * 4 * d), output_buffer(n * 4 * d), output_buffer(n * d)) };
-                        linear::backward_into(&s.g, proj_w, dbranch, Some((&mut dg, false)), d_proj_w, d_proj_b);
-                        gelu::backward_into(&s.u, &dg, &mut du);
-                        linear::backward_into(&s.h, fc_w, &du, Some((&mut dh, false)), d_fc_w, d_fc_b);
-                        let mut dx = dy.to_vec();
-                        layer_norm::backward(x, ln_w, &dh, &mut dx, true, d_ln_w, d_ln_b);
-                        dx
-                    })
-                })
-            })
-        })????;
+        let dx = with_inputs("mlp block", [x, p, m, dy], |x, p, m, dy| {
+            let [ln_w, _, fc_w, _, proj_w, _] = split(p, self.lens());
+            let [d_ln_w, d_ln_b, d_fc_w, d_fc_b, d_proj_w, d_proj_b] = split_mut(&mut dp, self.lens());
+            let mut masked = Vec::new();
+            let dbranch = branch_grad(dy, mask_of(m, n * d), &mut masked);
+            // SAFETY: each buffer is overwritten by the kernel that produces it.
+            let (mut dg, mut du, mut dh) =
+                unsafe { (output_buffer(n * 4 * d), output_buffer(n * 4 * d), output_buffer(n * d)) };
+            linear::backward_into(&s.g, proj_w, dbranch, Some((&mut dg, false)), d_proj_w, d_proj_b);
+            gelu::backward_into(&s.u, &dg, &mut du);
+            linear::backward_into(&s.h, fc_w, &du, Some((&mut dh, false)), d_fc_w, d_fc_b);
+            let mut dx = dy.to_vec();
+            layer_norm::backward(x, ln_w, &dh, &mut dx, true, d_ln_w, d_ln_b);
+            dx
+        })?;
         let dev = x.device();
         Ok((Some(Tensor::from_vec(dx, (n, d), dev)?), Some(Tensor::from_vec(dp, p.elem_count(), dev)?), None))
     }
