@@ -265,7 +265,6 @@ pub fn generate(
                 Some((guard, snap)) if piece == "\n" => {
                     if guard.rejects(&g.text[guard.line_start..]) {
                         g.text.truncate(guard.line_start);
-                        g.rewinds += 1;
                         rewind[i] = true;
                     } else {
                         g.text.push('\n');
@@ -289,8 +288,9 @@ pub fn generate(
             *r = false;
         }
     }
-    for (i, g) in out.iter().enumerate() {
+    for (i, g) in out.iter_mut().enumerate() {
         show(i, &g.text, g.text.len(), &mut shown);
+        g.rewinds = guards[i].as_ref().map_or(0, |(guard, _)| guard.rewinds);
     }
     Ok(out)
 }
